@@ -1,0 +1,54 @@
+"""Options shared by several commands, defined once (Typer ``Annotated`` aliases) and small helpers.
+
+Only this module and the command modules import typer/rich.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+Weights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Model folder. Default: $MEDM2G_WEIGHTS, else the demo model in weights/medm2g-demo.",
+        show_default=False,
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps (warns when falling back to CPU).")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32|bf16|fp16 (autocast where the device supports it).")]
+Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps (default: 50 DDIM, Table A3).", show_default=False)]
+Guidance = Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale (default 2.0).", show_default=False)]
+Eta = Annotated[float | None, typer.Option("--eta", help="DDIM eta (default 1.0).", show_default=False)]
+Sampler = Annotated[str, typer.Option("--sampler", help="ddim|dpm++ (DPM-Solver++ needs fewer steps).")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical outputs.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Slices per forward pass (default: chosen from free memory).", show_default=False)]
+SkipVerify = Annotated[bool, typer.Option("--skip-verify", help="Load weights even if their sha256 does not match medm2g.json.")]
+
+
+def print_json(obj: Any) -> None:
+    """Print an object as indented JSON on stdout (numpy scalars and paths converted)."""
+
+    def default(o: Any) -> Any:
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(type(o).__name__)
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def console() -> Any:
+    """A rich console on stderr for progress and tables (stdout stays clean for --json)."""
+    from rich.console import Console
+
+    return Console(stderr=True)

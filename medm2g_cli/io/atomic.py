@@ -1,0 +1,88 @@
+"""Atomic, non-clobbering output writing.
+
+Every writer goes through :func:`atomic_path`: the data is written to a hidden temporary file in
+the destination folder and moved into place with ``os.replace`` only when complete, so an
+interrupted or failing run never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import OutputError, OutputExistsError
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Validate an output path before any work is done.
+
+    Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false, and
+    :class:`OutputError` if its parent folder is missing or not writable.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"output '{p}' already exists", "pass --overwrite to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"output folder '{parent}' does not exist", "create it first or choose another -o")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder '{parent}' is not writable", "choose a writable location with -o")
+    return p
+
+
+def _suffixes(p: Path) -> str:
+    return "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it into place atomically.
+
+    The temporary name keeps the suffix (``.nii.gz`` included) so format-sniffing writers work.
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    dest = Path(path)
+    if dest.exists() and not overwrite:
+        raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{_suffixes(dest)}", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "check free disk space and permissions") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` as a whole."""
+    dest = Path(path)
+    if dest.exists() and not overwrite:
+        raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+    try:
+        yield tmp
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=parent))
+            os.replace(dest, old / "x")
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "check free disk space and permissions") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

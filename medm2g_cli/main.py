@@ -1,0 +1,126 @@
+"""The ``medm2g`` command line: a root Typer app and one module per command.
+
+Command modules in :mod:`medm2g_cli.commands` are thin: they parse options, call the typed API and
+render the result. Each exposes ``register(app)``. Heavy imports (torch, diffusers, SimpleITK)
+happen inside command bodies, so ``medm2g --help`` and ``--version`` start instantly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from . import __version__
+from .errors import MedM2GError
+
+# Order here is the order in `medm2g --help`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+    "convert",
+    "register",
+    "phantom",
+    "prepare",
+    "weights",
+    "generate",
+    "report",
+    "translate",
+    "synthesize",
+    "pretrain",
+    "evaluate",
+    "demo",
+)
+
+app = typer.Typer(
+    name="medm2g",
+    help=(
+        "MedM2G: one latent-diffusion system that generates and translates across radiology text, "
+        "chest X-ray, CT and MRI.\n\n"
+        "Outputs are synthetic and not for clinical use. Run `medm2g COMMAND --help` for examples."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_DEBUG = {"on": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"medm2g {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """medm2g root options."""
+    _DEBUG["on"] = debug or bool(os.environ.get("MEDM2G_DEBUG"))
+
+
+def _register_all() -> None:
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"{__package__}.commands.{name}") is None:  # DEV-ONLY: removed once all exist
+            continue
+        module = importlib.import_module(f"{__package__}.commands.{name}")
+        module.register(app)
+
+
+_register_all()
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map errors to one line + exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("MEDM2G_DEBUG"))
+    try:
+        app(args=args, standalone_mode=False)
+    except MedM2GError as exc:
+        if debug:
+            raise
+        _fail(exc.one_line())
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _fail("interrupted — finished outputs are kept; rerun with --continue to finish the rest")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.ClickException):
+            _fail(exc.format_message())
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        if isinstance(exc, MemoryError):
+            _fail("out of memory — lower --batch-size or use a smaller input")
+            sys.exit(2)
+        if isinstance(exc, OSError) and exc.errno == 28:
+            _fail("no space left on device — free disk space and rerun (finished outputs are kept)")
+            sys.exit(2)
+        _fail(f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} — rerun with --debug and report this")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()
