@@ -1,0 +1,72 @@
+"""``medm2g report``: radiology report text from chest X-rays (PNG, JPEG or DICOM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import _infer_options as opts
+from ._common import (
+    Device,
+    Eta,
+    Guidance,
+    JsonOut,
+    Overwrite,
+    Precision,
+    Sampler,
+    Seed,
+    SkipVerify,
+    Steps,
+    Weights,
+    console,
+    print_json,
+)
+
+EPILOG = (
+    "Examples:\n\n"
+    "  medm2g report cxr.png\n\n"
+    "  medm2g report study/*.dcm --decoding beam --num-beams 4 --json > reports.json\n\n"
+    "  medm2g report cxr1.png cxr2.jpg -o reports.json   (also writes reports_run.json)\n\n"
+    "The report is generated text: synthetic, not a diagnosis."
+)
+
+
+def report(
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Chest X-ray files (PNG, JPEG, DICOM).", show_default=False)],
+    decoding: Annotated[str, typer.Option("--decoding", help="greedy|beam text decoding.")] = "greedy",
+    num_beams: Annotated[int, typer.Option("--num-beams", help="Beams for --decoding beam.")] = 4,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the reports as JSON to this file (run report beside it).", show_default=False)] = None,
+    overwrite: Overwrite = False,
+    weights: Weights = None,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    steps: Steps = None,
+    guidance: Guidance = None,
+    eta: Eta = None,
+    sampler: Sampler = "ddim",
+    seed: Seed = 0,
+    skip_verify: SkipVerify = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Generate the report text of each chest X-ray."""
+    from ..api import report_images
+
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, None, skip_verify)
+    results = report_images(images, settings=st, decoding=decoding, num_beams=num_beams, out=output,
+                            overwrite=overwrite, log=opts.log)
+    if json_out:
+        print_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "settings": st.as_dict(),
+                    "synthetic": True})
+        return
+    con = console()
+    for r in results:
+        con.print(f"[bold]{r['image']}[/bold]", highlight=False)
+        typer.echo(r["report"])
+    con.print("[dim]generated text: synthetic, not a diagnosis[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` to the root app."""
+    app.command("report", epilog=EPILOG)(report)

@@ -1,0 +1,89 @@
+"""``medm2g translate``: image-to-image translation of volumes (MRI -> CT, T1 -> T2, ...) on the input grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import _infer_options as opts
+from ._common import (
+    BatchSize,
+    Device,
+    Eta,
+    Guidance,
+    JsonOut,
+    Overwrite,
+    Precision,
+    Sampler,
+    Seed,
+    SkipVerify,
+    Steps,
+    Weights,
+    console,
+    print_json,
+)
+
+EPILOG = (
+    "Examples:\n\n"
+    "  medm2g translate mri2ct t1.nii.gz -o sct.nii.gz\n\n"
+    "  medm2g translate mri2ct dicom/T1_series/ -o sct_dicom --samples 4 --preview\n\n"
+    "  medm2g translate t1-t2 cases/ -o out/ --continue --num-parts 2 --part-id 0 --device cuda:0\n\n"
+    "  medm2g translate t1-pd list.txt -o out/ --sampler dpm++ --steps 20\n\n"
+    "Directions: mri2ct, ct2mri, and A-B for MRI contrasts A, B in t1, t2, pd, flair, t1ce (and A-ct, ct-A).\n\n"
+    "Outputs are written on the input grid with the input affine (NIfTI sform and qform; DICOM as a new "
+    "derived series marked SyntheticData YES in the source study). A run report <OUT>_run.json lists "
+    "versions, device, weights hash, settings, timings and sha256 of inputs and outputs."
+)
+
+
+def translate(
+    direction: Annotated[str, typer.Argument(help="mri2ct, ct2mri, t1-t2, ... (see below).", show_default=False)],
+    inp: Annotated[Path, typer.Argument(metavar="IN", help="A volume (.nii.gz, .mha, .nrrd), a DICOM folder or .zip, a folder of volumes, or a .txt list of paths.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file or DICOM folder (a folder for batch inputs).", show_default=False)],
+    samples: opts.Samples = 1,
+    preview: opts.Preview = False,
+    resume: Annotated[bool, typer.Option("--continue", help="Skip cases whose output already exists.")] = False,
+    num_parts: Annotated[int, typer.Option("--num-parts", help="Split the cases into N parts (processes, GPUs or machines).")] = 1,
+    part_id: Annotated[int, typer.Option("--part-id", help="Which part (0..N-1) this process runs.")] = 0,
+    axis: opts.Axis = "axial",
+    fmt: opts.OutFormat = None,
+    series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID when a DICOM folder holds several.", show_default=False)] = None,
+    weights: Weights = None,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    steps: Steps = None,
+    guidance: Guidance = None,
+    eta: Eta = None,
+    sampler: Sampler = "ddim",
+    seed: Seed = 0,
+    batch_size: BatchSize = None,
+    skip_verify: SkipVerify = False,
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Translate a volume to another modality or MRI contrast, slice by slice, on the input grid."""
+    from ..api import translate_path
+
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify)
+    with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
+        rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
+                             resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,
+                             series=series, log=opts.log, progress=prog)
+    if json_out:
+        print_json(rep)
+        return
+    con = console()
+    for case in rep["cases"]:
+        con.print(f"wrote {', '.join(case['files'])}", highlight=False)
+    if rep["skipped"]:
+        con.print(f"skipped {len(rep['skipped'])} finished case(s) (--continue)")
+    if rep.get("run_report"):
+        con.print(f"run report: {rep['run_report']}", highlight=False)
+    con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``translate`` to the root app."""
+    app.command("translate", epilog=EPILOG)(translate)

@@ -1,0 +1,139 @@
+"""``medm2g weights``: create (``init``), describe (``inspect``) and check (``verify``) model folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import JsonOut, Overwrite, console, print_json
+
+EPILOG = (
+    "Examples:\n\n"
+    "  medm2g weights init --preset tiny -o weights/tiny\n\n"
+    "  medm2g weights init --preset full --sd15 ~/models/sd15 --clip ~/models/clip-vit-large-patch14 -o weights/full\n\n"
+    "  medm2g weights inspect weights/tiny --json\n\n"
+    "  medm2g weights inspect --preset full          (counts only, no weights allocated)\n\n"
+    "  medm2g weights verify weights/tiny"
+)
+
+Local = Annotated[Path | None, typer.Option(show_default=False)]
+
+
+def _fmt(n: int) -> str:
+    return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n:,}"
+
+
+def init(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to create.")],
+    preset: Annotated[str, typer.Option("--preset", help="tiny|small|full (full = Table A3).")] = "tiny",
+    sd15: Annotated[Path | None, typer.Option("--sd15", help="Local diffusers-layout Stable Diffusion 1.5 folder (unet/, vae/): architecture and weights of every imaging branch.", show_default=False)] = None,
+    clip: Annotated[Path | None, typer.Option("--clip", help="Local transformers CLIP folder: text encoder, vision encoders (RGB->1 channel), tokenizer.", show_default=False)] = None,
+    bert: Annotated[Path | None, typer.Option("--bert", help="Local transformers BERT folder: text VAE encoder and its tokenizer.", show_default=False)] = None,
+    gpt2: Annotated[Path | None, typer.Option("--gpt2", help="Local transformers GPT-2 folder: text VAE decoder and its tokenizer.", show_default=False)] = None,
+    modalities: Annotated[str | None, typer.Option("--modalities", help="Comma-separated subset, e.g. text,xray (default: all).", show_default=False)] = None,
+    conditioning: Annotated[str, typer.Option("--conditioning", help="context (cross-attended source tokens) | concat (stacked source latents).")] = "context",
+    texts: Annotated[Path | None, typer.Option("--texts", help="Text file (one report per line) to train the tokenizer on.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fresh weights.")] = 0,
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Create a model folder: fresh weights of a preset, optionally initialised from local pretrained folders."""
+    from ..config import model_preset
+    from ..errors import InputError
+    from ..io.atomic import check_output
+
+    check_output(output, overwrite)
+    overrides: dict = {"conditioning": conditioning}
+    if modalities:
+        overrides["modalities"] = tuple(m.strip() for m in modalities.split(",") if m.strip())
+    cfg = model_preset(preset, **overrides)
+    corpus = None
+    if texts is not None:
+        if not texts.is_file():
+            raise InputError(f"texts file '{texts}' does not exist", "give a text file with one report per line")
+        corpus = [line for line in texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from ..engine import MedM2G, init_from_pretrained
+    from ..engine.io import parameter_counts
+
+    with console().status(f"building the {preset} model"):
+        if any(p is not None for p in (sd15, clip, bert, gpt2)):
+            model = init_from_pretrained(cfg, seed=seed, sd15=sd15, clip=clip, bert=bert, gpt2=gpt2,
+                                         tokenizer_texts=corpus)
+        else:
+            model = MedM2G.from_config(cfg, seed=seed, tokenizer_texts=corpus)
+        model.provenance["preset"] = preset
+        model.save_pretrained(output, overwrite=overwrite)
+    counts = parameter_counts(model)
+    if json_out:
+        print_json({"output": str(output), "preset": preset, "modalities": list(cfg.modalities),
+                    "parameters": counts, "provenance": model.provenance})
+    else:
+        console().print(f"wrote {output} ({preset}, {', '.join(cfg.modalities)}; {_fmt(counts['total'])} parameters)")
+
+
+def inspect(
+    path: Annotated[Path | None, typer.Argument(help="Model folder.", show_default=False)] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Describe a preset instead (built on the meta device, no weights allocated).", show_default=False)] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Components, parameter counts per component and modality, config, scale factors and hashes."""
+    from ..errors import ConfigError
+
+    if (path is None) == (preset is None):
+        raise ConfigError("give a model folder or --preset NAME (not both)", "e.g. medm2g weights inspect --preset full")
+    from ..engine import describe
+
+    info = describe(path=path, preset=preset)
+    if json_out:
+        print_json(info)
+        return
+    from rich.table import Table
+
+    con = console()
+    title = f"preset {preset} (meta device)" if preset else str(path)
+    table = Table(title=f"MedM2G {title}")
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    for name, n in info["parameters"]["components"].items():
+        table.add_row(name, _fmt(n))
+    table.add_row("[bold]total", f"[bold]{_fmt(info['parameters']['total'])}")
+    con.print(table)
+    per = ", ".join(f"{m} {_fmt(n)}" for m, n in info["parameters"]["modalities"].items())
+    con.print(f"per modality: {per}")
+    diff = ", ".join(f"{m} {_fmt(n)}" for m, n in info["parameters"]["diffusers"].items())
+    con.print(f"per imaging branch (UNet + autoencoder): {diff}")
+    con.print(f"conditioning: {info['conditioning']}; scale factors: {info['scale_factors']}")
+    if info.get("sha256"):
+        con.print(f"{len(info['sha256'])} files with sha256 in medm2g.json (check with `medm2g weights verify`)")
+
+
+def verify(
+    path: Annotated[Path, typer.Argument(help="Model folder.")],
+    json_out: JsonOut = False,
+) -> None:
+    """Check the sha256 of every file against medm2g.json (exit 2 listing what differs)."""
+    from ..engine import verify_folder
+    from ..errors import WeightsError
+
+    problems = verify_folder(path)
+    ok = not any(problems.values())
+    if json_out:
+        print_json({"path": str(path), "ok": ok, **problems})
+    if not ok:
+        parts = [f"{k}: {', '.join(v)}" for k, v in problems.items() if v]
+        raise WeightsError(f"model folder '{path}' failed verification ({'; '.join(parts)})",
+                           "restore the folder from its source; pickled files are never loaded")
+    if not json_out:
+        console().print(f"{path}: all files match medm2g.json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``medm2g weights init|inspect|verify``."""
+    sub = typer.Typer(help="Create, inspect and verify model folders (offline; safetensors only).", epilog=EPILOG,
+                      no_args_is_help=True)
+    sub.command("init", epilog=EPILOG)(init)
+    sub.command("inspect")(inspect)
+    sub.command("verify")(verify)
+    app.add_typer(sub, name="weights")

@@ -1,0 +1,317 @@
+"""Dataclass configurations of the MedM2G model and sampler, with the ``tiny``/``small``/``full`` presets.
+
+``full`` is Table A3 of the MedM2G supplement: every diffuser is an LDM UNet with 320 channels,
+multipliers (1, 2, 4, 4), two layers per level, attention (and cross-attention) at latent
+resolutions 64/32/16 (the first three levels), 8 heads, 768-d cross-attention and embedding
+layers; images use SD-1.5's KL-f8 autoencoder (4x64x64 latents for 512 px), text an Optimus VAE
+with a 768-d latent; 1000 diffusion steps on the LDM "linear" schedule (beta 0.00085 -> 0.012,
+diffusers ``scaled_linear``); DDIM, 50 steps, eta 1.0, guidance 2.0.
+
+``small`` trains on a CPU in well under an hour on 64 px phantom data; ``tiny`` builds in about a
+second for tests. Configs round-trip through JSON (``to_dict``/``from_dict``) and are stored in
+every model folder's ``medm2g.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from . import modalities
+from .errors import ConfigError
+
+ConditioningMode = Literal["context", "concat"]
+
+
+@dataclass
+class AutoencoderConfig:
+    """diffusers ``AutoencoderKL`` of one imaging branch (1 input/output channel)."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per latent cell along each axis (8 for SD's KL-f8)."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+@dataclass
+class ImageBranchConfig:
+    """One imaging branch (X-ray, CT or MRI): autoencoder + ``UNet2DConditionModel``."""
+
+    image_size: int = 512
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: int = 2
+    # Which UNet levels carry (cross-)attention; Table A3: latent resolutions 64, 32, 16 = levels 0-2.
+    attention_levels: tuple[bool, ...] = (True, True, True, False)
+    num_heads: int = 8
+    norm_num_groups: int = 32
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the square latent (64 for 512 px with KL-f8)."""
+        return self.image_size // self.autoencoder.downsample_factor
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the image latent."""
+        return self.autoencoder.latent_channels
+
+
+@dataclass
+class TextBranchConfig:
+    """The text branch: an Optimus-style VAE (BERT encoder, GPT-2 decoder) and a flat UNet."""
+
+    latent_dim: int = 768
+    max_length: int = 60
+    kl_beta: float = 1.0
+    # BERT-style encoder
+    encoder_hidden: int = 768
+    encoder_layers: int = 12
+    encoder_heads: int = 12
+    # GPT-2-style decoder
+    decoder_hidden: int = 768
+    decoder_layers: int = 12
+    decoder_heads: int = 12
+    # Flat (VD-style) UNet over the latent vector: channels per position, positions (VD second_dim).
+    unet_channels: int = 320
+    unet_mult: tuple[int, ...] = (1, 2, 4, 4)
+    unet_layers: int = 2
+    unet_attention_levels: tuple[bool, ...] = (True, True, True, False)
+    unet_positions: int = 4
+    unet_heads: int = 8
+    unet_norm_groups: int = 32
+
+
+@dataclass
+class EncoderConfig:
+    """CLIP-style prompt encoders: one text encoder (the centre) and one vision encoder per imaging modality."""
+
+    embed_dim: int = 768
+    vocab_size: int = 8192
+    text_hidden: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    text_max_positions: int = 77
+    vision_hidden: int = 1024
+    vision_layers: int = 24
+    vision_heads: int = 16
+    vision_image_size: int = 224
+    vision_patch_size: int = 14
+
+
+@dataclass
+class SchedulerConfig:
+    """Training noise schedule (Table A3: 1000 steps, LDM linear 0.00085 -> 0.012)."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    # LDM "linear" = linspace(sqrt(b0), sqrt(bT))**2, which diffusers calls scaled_linear.
+    beta_schedule: str = "scaled_linear"
+    prediction_type: str = "epsilon"
+
+
+@dataclass
+class ModelConfig:
+    """The whole MedM2G model. One image config is shared by every imaging branch."""
+
+    preset: str = "full"
+    modalities: tuple[str, ...] = ("text", "xray", "ct", "mri")
+    image: ImageBranchConfig = field(default_factory=ImageBranchConfig)
+    text: TextBranchConfig = field(default_factory=TextBranchConfig)
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    cross_attention_dim: int = 768
+    conditioning: ConditioningMode = "context"
+    # Context encoder: hidden width and the side of the token grid (grid**2 spatial tokens).
+    context_hidden: int = 256
+    context_grid: int = 8
+    # Source slots stacked on the noisy latent in "concat" mode (t1+t2 -> pd needs two).
+    concat_slots: int = 2
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+    @property
+    def image_modalities(self) -> tuple[str, ...]:
+        """The imaging branches present, in registry order."""
+        return tuple(m for m in modalities.IMAGE_MODALITIES if m in self.modalities)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the text branch is present."""
+        return "text" in self.modalities
+
+    def validate(self) -> ModelConfig:
+        """Check the configuration; raise :class:`ConfigError` naming the bad field."""
+        for m in self.modalities:
+            modalities.get(m)
+        if self.conditioning not in ("context", "concat"):
+            raise ConfigError(f"unknown conditioning mode '{self.conditioning}'", "use 'context' or 'concat'")
+        img = self.image
+        if len(img.attention_levels) != len(img.block_out_channels):
+            raise ConfigError("image.attention_levels must have one entry per UNet level",
+                              f"give {len(img.block_out_channels)} booleans")
+        if img.image_size % img.autoencoder.downsample_factor:
+            raise ConfigError(f"image_size {img.image_size} is not a multiple of the autoencoder factor "
+                              f"{img.autoencoder.downsample_factor}", "choose another image size")
+        if self.text.latent_dim % self.text.unet_positions:
+            raise ConfigError("text.latent_dim must be divisible by text.unet_positions",
+                              "change text.unet_positions")
+        if len(self.text.unet_attention_levels) != len(self.text.unet_mult):
+            raise ConfigError("text.unet_attention_levels must match text.unet_mult", "give one boolean per level")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild a config written by :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        return _from_dict(cls, data).validate()
+
+
+@dataclass
+class SampleConfig:
+    """Sampler settings (Table A3 defaults: DDIM, 50 steps, eta 1.0, guidance 2.0)."""
+
+    steps: int = 50
+    eta: float = 1.0
+    guidance: float = 2.0
+    sampler: Literal["ddim", "dpm++"] = "ddim"
+    seed: int = 0
+
+    def validate(self) -> SampleConfig:
+        """Check ranges; raise :class:`ConfigError`."""
+        if self.sampler not in ("ddim", "dpm++"):
+            raise ConfigError(f"unknown sampler '{self.sampler}'", "use ddim or dpm++")
+        if not 1 <= self.steps <= 1000:
+            raise ConfigError(f"--steps {self.steps} is out of range", "use 1..1000 (50 is the default)")
+        if self.eta < 0:
+            raise ConfigError(f"--eta {self.eta} is negative", "use a value in [0, 1]")
+        if self.guidance < 0:
+            raise ConfigError(f"--guidance {self.guidance} is negative", "use a value >= 0 (1 = no guidance)")
+        return self
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping for {cls.__name__}", "check the config JSON")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}", "check the spelling")
+    kwargs: dict[str, Any] = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        sub = _NESTED.get((cls.__name__, name))
+        if sub is not None:
+            kwargs[name] = _from_dict(sub, value)
+        elif isinstance(value, list) and "tuple" in str(hints[name]):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("ModelConfig", "image"): ImageBranchConfig,
+    ("ModelConfig", "text"): TextBranchConfig,
+    ("ModelConfig", "encoders"): EncoderConfig,
+    ("ModelConfig", "scheduler"): SchedulerConfig,
+    ("ImageBranchConfig", "autoencoder"): AutoencoderConfig,
+}
+
+
+def _full() -> ModelConfig:
+    return ModelConfig(preset="full")
+
+
+def _small() -> ModelConfig:
+    return ModelConfig(
+        preset="small",
+        image=ImageBranchConfig(
+            image_size=64,
+            autoencoder=AutoencoderConfig(block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16),
+            block_out_channels=(32, 64, 64),
+            layers_per_block=1,
+            attention_levels=(False, True, True),
+            num_heads=4,
+            norm_num_groups=16,
+        ),
+        text=TextBranchConfig(
+            latent_dim=128, encoder_hidden=128, encoder_layers=2, encoder_heads=4,
+            decoder_hidden=128, decoder_layers=2, decoder_heads=4,
+            unet_channels=64, unet_mult=(1, 2), unet_layers=1, unet_attention_levels=(True, True),
+            unet_positions=4, unet_heads=4, unet_norm_groups=16,
+        ),
+        encoders=EncoderConfig(
+            embed_dim=128, vocab_size=2048, text_hidden=128, text_layers=2, text_heads=4,
+            vision_hidden=128, vision_layers=2, vision_heads=4, vision_image_size=64, vision_patch_size=8,
+        ),
+        cross_attention_dim=128,
+        context_hidden=64,
+        context_grid=8,
+    )
+
+
+def _tiny() -> ModelConfig:
+    return ModelConfig(
+        preset="tiny",
+        image=ImageBranchConfig(
+            image_size=32,
+            autoencoder=AutoencoderConfig(block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8),
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            attention_levels=(True, True),
+            num_heads=2,
+            norm_num_groups=8,
+        ),
+        text=TextBranchConfig(
+            latent_dim=32, max_length=24, encoder_hidden=32, encoder_layers=1, encoder_heads=2,
+            decoder_hidden=32, decoder_layers=2, decoder_heads=2,
+            unet_channels=16, unet_mult=(1, 2), unet_layers=1, unet_attention_levels=(True, True),
+            unet_positions=4, unet_heads=2, unet_norm_groups=8,
+        ),
+        encoders=EncoderConfig(
+            embed_dim=32, vocab_size=512, text_hidden=32, text_layers=1, text_heads=2, text_max_positions=64,
+            vision_hidden=32, vision_layers=1, vision_heads=2, vision_image_size=32, vision_patch_size=8,
+        ),
+        cross_attention_dim=32,
+        context_hidden=16,
+        context_grid=4,
+    )
+
+
+PRESETS: dict[str, Any] = {"tiny": _tiny, "small": _small, "full": _full}
+"""Preset name -> factory of a fresh :class:`ModelConfig`."""
+
+
+def model_preset(name: str, **overrides: Any) -> ModelConfig:
+    """The preset ``name`` (tiny|small|full) with top-level field ``overrides`` applied.
+
+    Nested fields can be overridden with dotted names through a dict, e.g.
+    ``model_preset("tiny", modalities=("text", "xray"), conditioning="concat")`` or
+    ``model_preset("small", **{"image.image_size": 128})``.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'", f"use one of: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    for key, value in overrides.items():
+        target: Any = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            target = getattr(target, p)
+        if not hasattr(target, parts[-1]):
+            raise ConfigError(f"unknown config field '{key}'", "check the spelling")
+        if isinstance(value, list):
+            value = tuple(value)
+        setattr(target, parts[-1], value)
+    if "modalities" in overrides:
+        cfg.modalities = tuple(m for m in modalities.MODALITIES if m in {modalities.get(x).name for x in cfg.modalities})
+    return cfg.validate()

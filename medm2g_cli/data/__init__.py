@@ -1,0 +1,1 @@
+"""Data: transforms, slicing, datasets, dataset adapters and the phantom cohort."""

@@ -1,0 +1,24 @@
+"""The built-in digital phantom cohort: paired brain MRI/CT volumes and chest radiographs with ground truth.
+
+Everything is generated offline and deterministically from a seed:
+
+* :func:`generate_brain_subject` / :func:`write_brain_cohort` (MNI152 anatomy, T1/T2/PD/FLAIR/T1ce, CT, labels);
+* :func:`generate_chest` / :func:`write_chest_cohort` (2-D radiographs with findings and reports).
+"""
+
+from __future__ import annotations
+
+from .brain import BrainSubject, generate_brain_subject
+from .chest import CHEST_FINDINGS, ChestSubject, findings_from_report, generate_chest
+from .layouts import write_brain_cohort, write_chest_cohort
+
+__all__ = [
+    "CHEST_FINDINGS",
+    "BrainSubject",
+    "ChestSubject",
+    "findings_from_report",
+    "generate_brain_subject",
+    "generate_chest",
+    "write_brain_cohort",
+    "write_chest_cohort",
+]

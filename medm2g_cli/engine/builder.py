@@ -1,0 +1,255 @@
+"""Building MedM2G components: fresh (seeded, optionally on the meta device) or from local pretrained
+folders (Stable Diffusion 1.5 diffusers layout, CLIP, BERT, GPT-2). Never downloads anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import WeightsError
+from .autoencoder import adapt_rgb_autoencoder, build_autoencoder
+from .encoders import adapt_rgb_vision_encoder, build_text_encoder, build_vision_encoder
+from .text_vae import LatentHeads, TextVAE, build_bert, build_gpt2
+from .tokenizers import load_tokenizer, train_tokenizer
+from .unet import Conditioner, ContextEncoder, FlatUNet, build_image_unet
+
+
+def flat_unet(cfg: ModelConfig) -> FlatUNet:
+    """The text branch's flat UNet for ``cfg``."""
+    t = cfg.text
+    return FlatUNet(latent_dim=t.latent_dim, channels=t.unet_channels, mult=tuple(t.unet_mult),
+                    layers_per_block=t.unet_layers, attention_levels=tuple(t.unet_attention_levels),
+                    positions=t.unet_positions, num_heads=t.unet_heads,
+                    cross_attention_dim=cfg.cross_attention_dim, norm_num_groups=t.unet_norm_groups)
+
+
+def context_encoder(cfg: ModelConfig, modality: str) -> ContextEncoder:
+    """The context (cross-guidance) encoder of ``modality``."""
+    groups = min(cfg.image.norm_num_groups, cfg.context_hidden)
+    if modality == "text":
+        return ContextEncoder(kind="vector", latent_dim=cfg.text.latent_dim, hidden=cfg.context_hidden,
+                              positions=cfg.text.unet_positions, out_dim=cfg.cross_attention_dim,
+                              norm_num_groups=groups)
+    return ContextEncoder(kind="image", in_channels=cfg.image.latent_channels, hidden=cfg.context_hidden,
+                          grid=min(cfg.context_grid, cfg.image.latent_size), out_dim=cfg.cross_attention_dim,
+                          norm_num_groups=groups)
+
+
+def build_parts(cfg: ModelConfig, seed: int = 0, tokenizer_texts: list[str] | None = None,
+                device: str | torch.device = "cpu", tokenizers: dict[str, Any] | None = None
+                ) -> tuple[dict[str, nn.Module], Any]:
+    """Every component of a fresh model with ``cfg`` (seeded) and the text encoder's tokenizer.
+
+    ``tokenizers`` may give ``clip``/``bert``/``gpt2`` tokenizers; the missing ones are trained
+    (one byte-level BPE shared by all three) on ``tokenizer_texts``.
+    """
+    tokenizers = dict(tokenizers or {})
+    if not all(k in tokenizers for k in ("clip", "bert", "gpt2")):
+        trained = train_tokenizer(tokenizer_texts, vocab_size=cfg.encoders.vocab_size)
+        for k in ("clip", "bert", "gpt2"):
+            tokenizers.setdefault(k, trained)
+    clip_tok, bert_tok, gpt_tok = tokenizers["clip"], tokenizers["bert"], tokenizers["gpt2"]
+    parts: dict[str, nn.Module] = {}
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[]), (dev if dev.type == "meta" else contextlib.nullcontext()):
+        torch.manual_seed(seed)
+        for m in cfg.image_modalities:
+            parts[f"vae_{m}"] = build_autoencoder(cfg.image)
+            parts[f"unet_{m}"] = build_image_unet(cfg)
+            parts[f"image_encoder_{m}"] = build_vision_encoder(cfg.encoders)
+        if cfg.has_text:
+            enc = build_bert(cfg.text, len(bert_tok), bert_tok.pad_token_id)
+            dec = build_gpt2(cfg.text, len(gpt_tok), gpt_tok.bos_token_id, gpt_tok.eos_token_id,
+                             gpt_tok.pad_token_id)
+            heads = LatentHeads(encoder_hidden=cfg.text.encoder_hidden, latent_dim=cfg.text.latent_dim,
+                                decoder_hidden=cfg.text.decoder_hidden, decoder_layers=cfg.text.decoder_layers)
+            parts["text_vae"] = TextVAE(enc, dec, heads, bert_tok, gpt_tok, cfg.text.max_length, cfg.text.kl_beta)
+            parts["unet_text"] = flat_unet(cfg)
+        parts["text_encoder"] = build_text_encoder(cfg.encoders, len(clip_tok), clip_tok.pad_token_id,
+                                                   clip_tok.bos_token_id, clip_tok.eos_token_id)
+        for m in cfg.modalities:
+            parts[f"context_encoder_{m}"] = context_encoder(cfg, m)
+            parts[f"conditioner_{m}"] = Conditioner(embed_dim=cfg.encoders.embed_dim,
+                                                    cross_attention_dim=cfg.cross_attention_dim)
+    if dev.type != "meta":
+        for p in parts.values():
+            p.to(dev)
+    return parts, clip_tok
+
+
+# ------------------------------------------------------------------------------------------------
+# Initialisation from local pretrained folders
+
+
+def _folder(path: Path | str, what: str, must: tuple[str, ...]) -> Path:
+    p = Path(path)
+    if p.is_file():
+        raise WeightsError(f"{what}: '{p}' is a file, a folder in save_pretrained layout is expected",
+                           "convert a single-file checkpoint once with diffusers/transformers "
+                           "(e.g. StableDiffusionPipeline.from_single_file(...).save_pretrained(DIR)) and pass DIR")
+    if not p.is_dir():
+        raise WeightsError(f"{what} folder '{p}' does not exist", f"give a local folder with {', '.join(must)}")
+    missing = [m for m in must if not (p / m).exists()]
+    if missing:
+        raise WeightsError(f"{what} folder '{p}' lacks {', '.join(missing)}",
+                           f"expected a {what} folder saved with save_pretrained ({', '.join(must)})")
+    return p
+
+
+def _refuse_pickles(p: Path, what: str) -> None:
+    if not any(p.rglob("*.safetensors")):
+        raise WeightsError(f"{what} folder '{p}' has no .safetensors weights",
+                           "convert the checkpoint to safetensors first; pickled weights are never loaded")
+
+
+def _kind(conf: dict, key: str, expected: tuple[str, ...], what: str, path: Path) -> None:
+    got = conf.get(key)
+    if got not in expected:
+        raise WeightsError(f"'{path}' holds a {got or 'unknown'} model, not {what}",
+                           f"give a {what} folder (config {key} {' or '.join(expected)})")
+
+
+def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | None = None,
+                      bert: Path | None = None, gpt2: Path | None = None) -> ModelConfig:
+    """``cfg`` with the architecture fields the given pretrained folders dictate."""
+    import json
+
+    cfg = dataclasses.replace(cfg, image=dataclasses.replace(cfg.image), text=dataclasses.replace(cfg.text),
+                              encoders=dataclasses.replace(cfg.encoders))
+    if sd15 is not None:
+        root = _folder(sd15, "Stable Diffusion 1.5", ("unet/config.json", "vae/config.json"))
+        u = json.loads((root / "unet/config.json").read_text())
+        v = json.loads((root / "vae/config.json").read_text())
+        _kind(u, "_class_name", ("UNet2DConditionModel",), "a Stable Diffusion UNet", root / "unet")
+        _kind(v, "_class_name", ("AutoencoderKL",), "a Stable Diffusion VAE", root / "vae")
+        ae = dataclasses.replace(cfg.image.autoencoder, block_out_channels=tuple(v["block_out_channels"]),
+                                 layers_per_block=v.get("layers_per_block", 1),
+                                 latent_channels=v.get("latent_channels", 4),
+                                 norm_num_groups=v.get("norm_num_groups", 32))
+        heads = u.get("attention_head_dim", 8)
+        cfg.image = dataclasses.replace(
+            cfg.image, autoencoder=ae, block_out_channels=tuple(u["block_out_channels"]),
+            layers_per_block=u.get("layers_per_block", 2),
+            attention_levels=tuple("CrossAttn" in b for b in u["down_block_types"]),
+            num_heads=heads if isinstance(heads, int) else heads[0],
+            norm_num_groups=u.get("norm_num_groups", 32),
+            image_size=u.get("sample_size", 64) * 2 ** (len(v["block_out_channels"]) - 1),
+        )
+        cfg.cross_attention_dim = u.get("cross_attention_dim", 768)
+    if clip is not None:
+        root = _folder(clip, "CLIP", ("config.json",))
+        c = json.loads((root / "config.json").read_text())
+        _kind(c, "model_type", ("clip",), "CLIP", root)
+        tc, vc = c.get("text_config", {}), c.get("vision_config", {})
+        cfg.encoders = dataclasses.replace(
+            cfg.encoders, embed_dim=c.get("projection_dim", cfg.encoders.embed_dim),
+            text_hidden=tc.get("hidden_size", 512), text_layers=tc.get("num_hidden_layers", 12),
+            text_heads=tc.get("num_attention_heads", 8), text_max_positions=tc.get("max_position_embeddings", 77),
+            vision_hidden=vc.get("hidden_size", 768), vision_layers=vc.get("num_hidden_layers", 12),
+            vision_heads=vc.get("num_attention_heads", 12), vision_image_size=vc.get("image_size", 224),
+            vision_patch_size=vc.get("patch_size", 32),
+        )
+    if bert is not None:
+        c = json.loads((_folder(bert, "BERT", ("config.json",)) / "config.json").read_text())
+        _kind(c, "model_type", ("bert",), "BERT", Path(bert))
+        cfg.text = dataclasses.replace(cfg.text, encoder_hidden=c["hidden_size"], encoder_layers=c["num_hidden_layers"],
+                                       encoder_heads=c["num_attention_heads"])
+    if gpt2 is not None:
+        c = json.loads((_folder(gpt2, "GPT-2", ("config.json",)) / "config.json").read_text())
+        _kind(c, "model_type", ("gpt2",), "GPT-2", Path(gpt2))
+        cfg.text = dataclasses.replace(cfg.text, decoder_hidden=c["n_embd"], decoder_layers=c["n_layer"],
+                                       decoder_heads=c["n_head"])
+    return cfg.validate()
+
+
+def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = None, clip: Path | None = None,
+                         bert: Path | None = None, gpt2: Path | None = None,
+                         tokenizer_texts: list[str] | None = None) -> Any:
+    """A MedM2G whose components come from local pretrained folders where given.
+
+    ``sd15``: a diffusers-layout Stable Diffusion folder (``unet/``, ``vae/``); every imaging
+    branch gets its UNet and autoencoder weights (autoencoder first/last convs adapted RGB -> 1
+    channel, see :func:`adapt_rgb_autoencoder`; in ``concat`` mode the UNet's extra input channels
+    start at zero). Context encoders and conditioners (cross-guidance) stay freshly initialised.
+    ``clip``: a transformers CLIP folder (text encoder, RGB->1 vision encoders, tokenizer);
+    ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import (
+        BertModel,
+        CLIPTextModelWithProjection,
+        CLIPVisionModelWithProjection,
+        GPT2LMHeadModel,
+    )
+
+    from .model import MedM2G
+
+    cfg = pretrained_config(cfg, sd15, clip, bert, gpt2)
+    toks: dict[str, Any] = {}
+    for key, path in (("clip", clip), ("bert", bert), ("gpt2", gpt2)):
+        if path is not None:
+            try:
+                toks[key] = load_tokenizer(str(path))
+            except (OSError, ValueError) as exc:
+                raise WeightsError(f"no tokenizer in {key} folder '{path}'",
+                                   "the folder must hold the tokenizer files saved with save_pretrained") from exc
+    parts, clip_tok = build_parts(cfg, seed=seed, tokenizer_texts=tokenizer_texts, tokenizers=toks or None)
+    prov: dict[str, Any] = {"init": "pretrained", "seed": seed}
+
+    def load(kind: Any, path: Path, what: str, **kw: Any) -> Any:
+        _refuse_pickles(path, what)
+        try:
+            return kind.from_pretrained(str(path), local_files_only=True, use_safetensors=True, **kw)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise WeightsError(f"could not load {what} from '{path}': {exc}",
+                               f"expected a {kind.__name__} folder saved with save_pretrained") from exc
+
+    if sd15 is not None:
+        root = Path(sd15)
+        unet = load(UNet2DConditionModel, root / "unet", "Stable Diffusion UNet")
+        vae = adapt_rgb_autoencoder(load(AutoencoderKL, root / "vae", "Stable Diffusion VAE"))
+        state = dict(unet.state_dict())
+        uconf = {k: v for k, v in unet.config.items() if not k.startswith("_")}
+        if cfg.conditioning == "concat":
+            # concat mode: the extra source channels start at zero, so the model initially
+            # behaves exactly like SD's UNet on the noisy latent alone
+            w = state["conv_in.weight"]
+            extra = w.new_zeros(w.shape[0], w.shape[1] * cfg.concat_slots, *w.shape[2:])
+            state["conv_in.weight"] = torch.cat([w, extra], dim=1)
+            uconf["in_channels"] = w.shape[1] * (1 + cfg.concat_slots)
+        for m in cfg.image_modalities:
+            # built from SD's own config (every architecture flag kept), then its weights loaded
+            parts[f"unet_{m}"] = UNet2DConditionModel.from_config(uconf)
+            parts[f"unet_{m}"].load_state_dict(state)
+            parts[f"vae_{m}"] = copy.deepcopy(vae)
+        prov["sd15"] = str(root)
+    if clip is not None:
+        from transformers import AutoConfig
+
+        full = AutoConfig.from_pretrained(str(clip), local_files_only=True)
+        tconf, vconf = getattr(full, "text_config", full), getattr(full, "vision_config", full)
+        if hasattr(full, "projection_dim"):  # a CLIPModel folder keeps projection_dim at the top level
+            tconf.projection_dim = vconf.projection_dim = full.projection_dim
+        parts["text_encoder"] = load(CLIPTextModelWithProjection, Path(clip), "CLIP text encoder", config=tconf)
+        vision = adapt_rgb_vision_encoder(load(CLIPVisionModelWithProjection, Path(clip), "CLIP vision encoder",
+                                               config=vconf))
+        for m in cfg.image_modalities:
+            parts[f"image_encoder_{m}"] = copy.deepcopy(vision)
+        prov["clip"] = str(clip)
+    if cfg.has_text:
+        tv = parts["text_vae"]
+        if bert is not None:
+            tv.encoder = load(BertModel, Path(bert), "BERT")
+            prov["bert"] = str(bert)
+        if gpt2 is not None:
+            tv.decoder = load(GPT2LMHeadModel, Path(gpt2), "GPT-2")
+            prov["gpt2"] = str(gpt2)
+    return MedM2G(cfg, parts, clip_tok, provenance=prov)

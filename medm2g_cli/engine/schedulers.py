@@ -1,0 +1,67 @@
+"""Noise schedules and samplers (Table A3: 1000 steps, LDM linear beta 0.00085 -> 0.012).
+
+The LDM "linear" schedule is ``linspace(sqrt(b0), sqrt(bT), 1000)**2``, diffusers' ``scaled_linear``.
+DDIM follows SD's settings (``set_alpha_to_one=False``, ``steps_offset=1``); :func:`ddim_step`
+is our own update (so per-sample noise generators can be used) and is tested against
+``DDIMScheduler.step``. DPM-Solver++ is diffusers' ``DPMSolverMultistepScheduler``.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from ..config import SchedulerConfig
+
+
+def _common(cfg: SchedulerConfig) -> dict:
+    return {
+        "num_train_timesteps": cfg.num_train_timesteps,
+        "beta_start": cfg.beta_start,
+        "beta_end": cfg.beta_end,
+        "beta_schedule": cfg.beta_schedule,
+        "prediction_type": cfg.prediction_type,
+    }
+
+
+def training_scheduler(cfg: SchedulerConfig) -> DDPMScheduler:
+    """The forward-noising schedule used in training (``add_noise``)."""
+    return DDPMScheduler(**_common(cfg), clip_sample=False)
+
+
+def ddim_scheduler(cfg: SchedulerConfig) -> DDIMScheduler:
+    """DDIM exactly as Stable Diffusion configures it."""
+    return DDIMScheduler(**_common(cfg), clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def dpm_scheduler(cfg: SchedulerConfig) -> DPMSolverMultistepScheduler:
+    """DPM-Solver++ (2nd order, multistep); deterministic, so eta does not apply."""
+    return DPMSolverMultistepScheduler(**_common(cfg), algorithm_type="dpmsolver++", solver_order=2)
+
+
+def ddim_step(
+    scheduler: DDIMScheduler,
+    eps: torch.Tensor,
+    t: int,
+    sample: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """One DDIM update z_t -> z_prev (method.md section 1.6), identical to ``DDIMScheduler.step``.
+
+    x0 = (z_t - sqrt(1 - a_t) eps) / sqrt(a_t);
+    sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev);
+    z_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma * noise.
+    ``noise`` is drawn by the caller (per-sample generators keep batches slice-independent).
+    """
+    prev_t = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    ac = scheduler.alphas_cumprod
+    a_t = ac[t]
+    a_prev = ac[prev_t] if prev_t >= 0 else scheduler.final_alpha_cumprod
+    x0 = (sample - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+    sigma = eta * var.sqrt()
+    prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).sqrt() * eps
+    if eta > 0 and noise is not None:
+        prev = prev + sigma * noise
+    return prev.to(sample.dtype)

@@ -1,0 +1,103 @@
+"""2-D images in and out of the model: chest X-rays for ``report``, generated images for ``generate``.
+
+Generated images are written as PNG (X-ray 8-bit; CT and MRI 16-bit so HU and contrast survive)
+or as DICOM Secondary Capture objects that say they are synthetic (ConversionType SYN,
+SyntheticData YES, ImageType DERIVED\\SECONDARY, a "SYNTHETIC" series description), with new
+UIDs and no frame of reference: a generated image has no spatial link to any patient.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__, modalities
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..io.volume import Volume
+
+SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+
+
+def to_png_array(img: np.ndarray, modality: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Model output [H, W] in [-1, 1] -> PNG pixels and the mapping back to physical units."""
+    x = (np.clip(img, -1.0, 1.0) + 1.0) / 2.0
+    mod = modalities.split_target(modality)[0]
+    preset = modalities.get(mod).preset
+    if mod == "xray":
+        return (x * 255 + 0.5).astype(np.uint8), {"bits": 8, "model_range": [-1, 1], "pixel_range": [0, 255]}
+    mapping: dict[str, Any] = {"bits": 16, "model_range": [-1, 1], "pixel_range": [0, 65535]}
+    if preset is not None and preset.mode == "window":
+        mapping["physical_range"] = [preset.low, preset.high]
+        mapping["unit"] = preset.unit
+    return (x * 65535 + 0.5).astype(np.uint16), mapping
+
+
+def write_secondary_capture(img: np.ndarray, modality: str, path: Path, *, description: str, derivation: str,
+                            instance: int = 1, series_uid: str | None = None, study_uid: str | None = None) -> Path:
+    """Write a model output [H, W] in [-1, 1] as a synthetic Secondary Capture DICOM file."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    pixels, _ = to_png_array(img, modality)
+    now = _dt.datetime.now()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SC_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SC_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.PatientName = "SYNTHETIC^MEDM2G"
+    ds.PatientID = "SYNTHETIC"
+    ds.Modality = "OT"
+    ds.ConversionType = "SYN"  # synthetic image (PS3.3 C.8.6.1)
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SyntheticData = "YES"
+    ds.BurnedInAnnotation = "NO"
+    ds.ContentQualification = "RESEARCH"
+    ds.SeriesDescription = description[:64] if description.upper().startswith("SYNTHETIC") else \
+        f"SYNTHETIC {description}"[:64]
+    ds.DerivationDescription = derivation[:1024]
+    ds.Manufacturer = "medm2g"
+    ds.SoftwareVersions = __version__
+    ds.SeriesNumber = 9001
+    ds.InstanceNumber = instance
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = (int(s) for s in pixels.shape)
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    with atomic_path(path, overwrite=True) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return path
+
+
+def xray_to_model(vol: Volume, path: Path | str) -> Any:
+    """A chest X-ray volume (one 2-D image) -> tensor [1, 1, H, W] in [-1, 1] (min/max preset)."""
+    import torch
+
+    arr = np.asarray(vol.array, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0].T  # (column, row) voxel order -> rows x columns, as displayed
+    if arr.ndim != 2:
+        raise InputError(f"'{path}' is not a 2-D image (shape {vol.shape})", "pass a single chest X-ray image")
+    if str(vol.meta.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        arr = arr.max() - arr  # MONOCHROME1 shows low values as white: invert to the usual look
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if hi <= lo:
+        raise InputError(f"'{path}' is a constant image", "pass a real chest X-ray")
+    x = (arr - lo) / (hi - lo) * 2.0 - 1.0
+    return torch.from_numpy(np.ascontiguousarray(x))[None, None]

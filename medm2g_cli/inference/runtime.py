@@ -1,0 +1,227 @@
+"""Runtime choices made once per run: weights folder, branches, device, precision, batch size.
+
+Everything that can fail because of the user's setup (no weights, a branch missing, a bad device
+string) is checked here *before* any model is loaded or any slice is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import modalities
+from ..errors import ConfigError, WeightsError
+
+Log = Callable[[str], None]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _nolog(_: str) -> None:
+    return None
+
+
+@dataclass
+class InferenceSettings:
+    """Settings shared by every inference command (the common CLI options)."""
+
+    weights: Path | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    steps: int | None = None
+    guidance: float | None = None
+    eta: float | None = None
+    sampler: str = "ddim"
+    seed: int = 0
+    batch_size: int | None = None
+    verify: bool = True
+
+    def sample_config(self, seed: int | None = None) -> Any:
+        """The engine's :class:`SampleConfig` (Table A3 defaults for what is not given)."""
+        from ..config import SampleConfig
+
+        cfg = SampleConfig(sampler=self.sampler, seed=self.seed if seed is None else seed)  # type: ignore[arg-type]
+        if self.steps is not None:
+            cfg.steps = self.steps
+        if self.guidance is not None:
+            cfg.guidance = self.guidance
+        if self.eta is not None:
+            cfg.eta = self.eta
+        return cfg.validate()
+
+    def validate(self) -> InferenceSettings:
+        """Check option values that need no model (raises :class:`ConfigError`)."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision '{self.precision}'", f"use one of: {', '.join(PRECISIONS)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} is not positive", "use 1 or more (or leave it out)")
+        self.sample_config()
+        parse_device_spec(self.device)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly settings for run reports (sampler defaults filled in)."""
+        s = self.sample_config()
+        return {"weights": str(self.weights) if self.weights else None, "device": self.device,
+                "precision": self.precision, "steps": s.steps, "guidance": s.guidance, "eta": s.eta,
+                "sampler": s.sampler, "seed": s.seed, "batch_size": self.batch_size, "verify": self.verify}
+
+
+def default_weights() -> Path:
+    """The demo model shipped in the repository (``weights/medm2g-demo`` next to the package)."""
+    import medm2g_cli
+
+    return Path(medm2g_cli.__file__).resolve().parents[1] / "weights" / "medm2g-demo"
+
+
+def resolve_weights(path: str | os.PathLike[str] | None) -> Path:
+    """``--weights DIR``, else ``$MEDM2G_WEIGHTS``, else the demo model; :class:`WeightsError` if absent."""
+    if path is not None:
+        p, origin = Path(path), "--weights"
+    elif os.environ.get("MEDM2G_WEIGHTS"):
+        p, origin = Path(os.environ["MEDM2G_WEIGHTS"]), "$MEDM2G_WEIGHTS"
+    else:
+        p, origin = default_weights(), "the default demo model"
+    if not p.is_dir():
+        raise WeightsError(
+            f"model folder '{p}' ({origin}) does not exist",
+            "build the demo model with `make weights` (or `medm2g weights init` / `medm2g pretrain`), "
+            "or pass --weights DIR / set MEDM2G_WEIGHTS",
+        )
+    if not (p / "medm2g.json").is_file():
+        raise WeightsError(f"'{p}' ({origin}) is not a medm2g model folder (no medm2g.json)",
+                           "pass a folder written by `medm2g weights init` or `medm2g pretrain`")
+    return p
+
+
+def check_branches(weights: Path, needed: Iterable[str]) -> dict[str, Any]:
+    """Read ``medm2g.json`` and make sure the model has every branch in ``needed`` (modalities or
+    MRI contrasts). Cheap: no weights are loaded. Returns the metadata."""
+    import json
+
+    # Plain JSON read (no torch import): a missing branch is reported in well under a second.
+    try:
+        meta = json.loads((weights / "medm2g.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"cannot read '{weights / 'medm2g.json'}' ({exc})", "restore the model folder") from exc
+    have = list(meta.get("modalities", []))
+    for name in needed:
+        mod = modalities.get(name).name
+        if mod not in have:
+            raise WeightsError(
+                f"the model in '{weights}' has no {mod} branch (it has: {', '.join(have) or 'none'})",
+                f"use weights trained with {mod} (e.g. `medm2g weights init --modalities ...,{mod}`)",
+            )
+    return meta
+
+
+def weights_hash(weights: Path) -> str:
+    """sha256 of the folder's ``medm2g.json``: it records the sha256 of every file, so it identifies
+    the whole model without hashing gigabytes."""
+    import hashlib
+
+    return hashlib.sha256((weights / "medm2g.json").read_bytes()).hexdigest()
+
+
+def parse_device_spec(spec: str) -> str:
+    """Validate a ``--device`` value (auto|cpu|cuda|cuda:N|mps) and return it normalised."""
+    s = spec.strip().lower()
+    if s in ("auto", "cpu", "cuda", "mps") or (s.startswith("cuda:") and s[5:].isdigit()):
+        return s
+    if s == "gpu":
+        return "cuda"
+    raise ConfigError(f"unknown device '{spec}'", "use auto, cpu, cuda, cuda:N or mps")
+
+
+def select_device(spec: str, log: Log = _nolog) -> Any:
+    """Pick the torch device; falls back to CPU with a warning when the requested one is missing."""
+    import torch
+
+    s = parse_device_spec(spec)
+    cuda_ok = torch.cuda.is_available()
+    mps_ok = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if s == "auto":
+        if cuda_ok:
+            return torch.device("cuda")
+        if mps_ok:
+            return torch.device("mps")
+        log("warning: no GPU detected, running on CPU — this can be slow; lower --steps or use --sampler dpm++")
+        return torch.device("cpu")
+    if s.startswith("cuda"):
+        if not cuda_ok:
+            log(f"warning: --device {s} requested but CUDA is not available; falling back to CPU (slow)")
+            return torch.device("cpu")
+        idx = int(s[5:]) if ":" in s else 0
+        if idx >= torch.cuda.device_count():
+            raise ConfigError(f"--device {s}: only {torch.cuda.device_count()} CUDA device(s) present",
+                              "use cuda:0 .. cuda:N-1 or CUDA_VISIBLE_DEVICES")
+        return torch.device(s)
+    if s == "mps":
+        if not mps_ok:
+            log("warning: --device mps requested but MPS is not available; falling back to CPU (slow)")
+            return torch.device("cpu")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device: Any, precision: str, log: Log = _nolog) -> contextlib.AbstractContextManager[Any]:
+    """Autocast context for ``precision`` on ``device`` (fp32: no autocast).
+
+    fp16 on CPU is not a supported autocast type, so it falls back to bf16 with a warning.
+    """
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype is torch.float16:
+        log("warning: fp16 autocast is not supported on CPU; using bf16")
+        dtype = torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def auto_batch_size(device: Any, image_size: int, samples: int = 1, guidance: bool = True) -> int:
+    """Slices per forward pass when ``--batch-size`` is not given.
+
+    CPU throughput is flat beyond batch 2 (performance.md section 2); on CUDA the batch is sized
+    from free memory with a conservative per-image activation estimate (SD-1.5 scale: about
+    0.4 GB per 512 px image in the VAE decoder, scaled with the pixel count).
+    """
+    import torch
+
+    per_row = max(1, samples) * (2 if guidance else 1)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_image = 0.5e9 * (image_size / 512) ** 2 + 16e6
+        return int(max(1, min(64, (0.6 * free) // (per_image * per_row))))
+    if device.type == "mps":
+        return 4
+    return 2
+
+
+def load_model(weights: Path, device: Any, verify: bool = True) -> Any:
+    """Load the model folder onto ``device`` in fp32 (precision is applied by autocast)."""
+    from ..engine import MedM2G
+
+    return MedM2G.from_pretrained(weights, device=device, verify=verify)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that determine outputs (for run reports)."""
+    import platform
+
+    from .. import __version__
+
+    out = {"medm2g": __version__, "python": platform.python_version()}
+    for name in ("torch", "diffusers", "transformers", "numpy", "nibabel", "pydicom", "SimpleITK"):
+        try:
+            from importlib.metadata import version
+
+            out[name] = version(name.lower() if name != "SimpleITK" else "SimpleITK")
+        except Exception:  # noqa: BLE001 - a missing optional package is just not reported
+            continue
+    return out

@@ -1,0 +1,533 @@
+"""DICOM series read and derived-series write with pydicom.
+
+Reading: files are grouped by SeriesInstanceUID; a folder with several series needs ``series``.
+Localizers (ImageType LOCALIZER, or an orientation that differs from the rest) are skipped. Slices
+are sorted by ImagePositionPatient projected on the slice normal — never by file name — and the
+slice step is checked: uneven spacing or a gantry tilt raise :class:`GeometryError` naming the
+override (``allow_irregular`` / ``--allow-irregular``). RescaleSlope/Intercept are applied. The LPS
+patient geometry is converted to a RAS affine (negate x and y).
+
+Writing: a *derived synthetic* series — new Series/SOP Instance UIDs from ``pydicom.uid.generate_uid``,
+the Study UID and patient module kept from the source, ImageType DERIVED\\SECONDARY, SyntheticData
+YES, a "SYNTHETIC" SeriesDescription and the provenance in DerivationDescription. CT is stored as
+int16 HU with RescaleSlope 1 / RescaleIntercept; the per-slice ImagePositionPatient,
+ImageOrientationPatient, PixelSpacing and SliceThickness come from the RAS affine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DicomSeriesError, GeometryError, InputError, OutputError
+from .atomic import atomic_dir, atomic_path
+from .volume import Volume
+
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
+
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+# Patient and study modules carried from a source series into a derived one.
+PATIENT_STUDY_KEYS: tuple[str, ...] = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription",
+)
+_SERIES_KEYS: tuple[str, ...] = (
+    "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "Modality", "FrameOfReferenceUID",
+    "BodyPartExamined", "PatientPosition",
+)
+
+# Relative tolerance on slice-step deviation (dicom2nifti uses a similar few-percent rule).
+SPACING_RTOL = 0.05
+# Maximum angle (degrees) between the slice step and the slice normal before we call it a tilt.
+TILT_DEG = 0.5
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a DICOM folder."""
+
+    uid: str
+    description: str
+    number: int | None
+    modality: str
+    n_files: int
+    files: list[Path]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (no file list)."""
+        return {"uid": self.uid, "description": self.description, "number": self.number,
+                "modality": self.modality, "n_slices": self.n_files}
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dicom_source(path: str | Path) -> Iterator[Path]:
+    """Yield a folder or file to scan: a zip is extracted into a temporary folder first."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        try:
+            zf = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"'{path.name}' is not a valid zip file", "re-create the zip of the DICOM series") from exc
+        with zf, tempfile.TemporaryDirectory(prefix="medm2g-zip-") as tmp:
+            root = Path(tmp).resolve()
+            for i, info in enumerate(zf.infolist()):
+                if info.is_dir():
+                    continue
+                # Never trust member names (zip-slip): flatten to an index-based name.
+                dest = root / f"{i:06d}_{Path(info.filename).name}"
+                with zf.open(info) as src, open(dest, "wb") as dst:
+                    dst.write(src.read())
+            yield root
+    else:
+        yield path
+
+
+def _candidate_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.name.upper() != "DICOMDIR")
+
+
+def _read_header(p: Path) -> Any | None:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(str(p), stop_before_pixels=True)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+def scan_series(path: str | Path) -> list[SeriesInfo]:
+    """Group the DICOM image files under ``path`` (folder or single file) by SeriesInstanceUID."""
+    path = Path(path)
+    groups: dict[str, list[tuple[Path, Any]]] = {}
+    for f in _candidate_files(path):
+        ds = _read_header(f)
+        if ds is None or "SeriesInstanceUID" not in ds:
+            continue
+        if "Rows" not in ds and "PerFrameFunctionalGroupsSequence" not in ds:
+            continue  # not an image (SR, RT plan, DICOMDIR ...)
+        groups.setdefault(str(ds.SeriesInstanceUID), []).append((f, ds))
+    out = []
+    for uid, items in groups.items():
+        ds0 = items[0][1]
+        number = ds0.get("SeriesNumber")
+        out.append(SeriesInfo(uid, str(ds0.get("SeriesDescription", "") or ""),
+                              int(number) if number not in (None, "") else None,
+                              str(ds0.get("Modality", "") or ""), len(items), [f for f, _ in items]))
+    out.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+    return out
+
+
+def list_dicom_series(folder: str | Path) -> list[dict[str, Any]]:
+    """List the series in a DICOM folder (or zip): uid, description, number, modality, n_slices."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"input '{folder}' does not exist", "check the path")
+    with dicom_source(folder) as src:
+        return [s.as_dict() for s in scan_series(src)]
+
+
+def _describe(series: list[SeriesInfo]) -> str:
+    return "; ".join(f"{s.uid} ('{s.description or '-'}', {s.modality or '?'}, {s.n_files} slices)" for s in series)
+
+
+def _select(series: list[SeriesInfo], wanted: str | None, where: Path) -> SeriesInfo:
+    if not series:
+        raise DicomSeriesError(f"no DICOM images found in '{where}'",
+                               "pass a folder (or .zip) holding one DICOM series, or a .dcm file")
+    if wanted is None:
+        if len(series) == 1:
+            return series[0]
+        raise DicomSeriesError(f"'{where.name}' holds {len(series)} series: {_describe(series)}",
+                               "choose one with --series UID (run `medm2g info` to list them)")
+    exact = [s for s in series if s.uid == wanted or (s.number is not None and str(s.number) == wanted)]
+    if len(exact) == 1:
+        return exact[0]
+    prefix = [s for s in series if s.uid.startswith(wanted)]
+    if len(prefix) == 1:
+        return prefix[0]
+    raise DicomSeriesError(f"--series '{wanted}' matches {len(exact) or len(prefix)} of the series in '{where.name}': "
+                           f"{_describe(series)}", "pass a full SeriesInstanceUID from that list")
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    try:
+        arr = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.size == n else None
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float]:
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        sp = _floats(ds.get(key), 2) if ds.get(key) is not None else None
+        if sp is not None and np.all(sp > 0):
+            return float(sp[0]), float(sp[1])
+    return 1.0, 1.0
+
+
+def _is_localizer(ds: Any) -> bool:
+    return any("LOCALIZER" in str(v).upper() for v in (ds.get("ImageType") or []))
+
+
+def _pixels(path: Path) -> tuple[Any, np.ndarray]:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for corrupt files
+        raise InputError(f"cannot read DICOM '{path.name}': {' '.join(str(exc).split())[:140]}",
+                         "the file is corrupt or truncated; re-export the series") from exc
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise InputError(f"DICOM '{path.name}' has no pixel data", "export the series with its images, not only headers")
+    try:
+        px = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - missing decoder plugins raise RuntimeError/NotImplementedError
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(ts, "name", str(ts))
+        raise InputError(f"cannot decode pixel data of '{path.name}' (transfer syntax {name}): "
+                         f"{' '.join(str(exc).split())[:120]}",
+                         "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) "
+                         "or export the series uncompressed") from exc
+    if px.ndim == 3 and str(ds.get("PhotometricInterpretation", "")).startswith(("RGB", "YBR")):
+        raise InputError(f"DICOM '{path.name}' is a colour image ({ds.PhotometricInterpretation})",
+                         "medm2g reads greyscale CT, MR and X-ray images")
+    return ds, px
+
+
+def _rescale(raw: np.ndarray, slopes: list[float], inters: list[float]) -> np.ndarray:
+    """Apply RescaleSlope/Intercept per slice; keep integers integer when exact."""
+    s_arr, i_arr = np.array(slopes), np.array(inters)
+    if np.all(s_arr == 1.0) and np.all(i_arr == np.round(i_arr)):
+        out = raw.astype(np.int32) + i_arr.astype(np.int32)[None, None, :]
+        lo, hi = (int(out.min()), int(out.max())) if out.size else (0, 0)
+        if -32768 <= lo and hi <= 32767:
+            return out.astype(np.int16)
+        if 0 <= lo and hi <= 65535:
+            return out.astype(np.uint16)
+        return out
+    return (raw.astype(np.float64) * s_arr[None, None, :] + i_arr[None, None, :]).astype(np.float32)
+
+
+def read_dicom(
+    path: str | Path,
+    *,
+    modality: str | None = None,
+    series: str | None = None,
+    allow_irregular: bool = False,
+) -> Volume:
+    """Read one DICOM series (folder, zip or single file) into a :class:`Volume` with a RAS affine."""
+    from ..modalities import from_dicom
+
+    path = Path(path)
+    with dicom_source(path) as src:
+        chosen = _select(scan_series(src), series, path)
+        headers = [(f, _read_header(f)) for f in chosen.files]
+        headers = [(f, ds) for f, ds in headers if ds is not None]
+        notes: list[str] = []
+        # Localizers and odd orientations are not part of the volume.
+        kept = [(f, ds) for f, ds in headers if not _is_localizer(ds)]
+        if len(kept) < len(headers):
+            notes.append(f"skipped {len(headers) - len(kept)} localizer image(s)")
+        if not kept:
+            raise DicomSeriesError(f"series {chosen.uid} in '{path.name}' holds only localizers",
+                                   "choose another series with --series")
+        iops = [_floats(ds.get("ImageOrientationPatient") or [], 6) for _, ds in kept]
+        if all(v is not None for v in iops):
+            keys = [tuple(np.round(v, 4)) for v in iops]  # type: ignore[arg-type]
+            common = max(set(keys), key=keys.count)
+            odd = [i for i, k in enumerate(keys) if k != common]
+            if odd:
+                if len(odd) * 2 >= len(keys):
+                    raise GeometryError(f"series {chosen.uid} mixes {len(set(keys))} slice orientations",
+                                        "split the series or choose another with --series")
+                notes.append(f"skipped {len(odd)} image(s) with a different orientation (localizers)")
+                kept = [kv for i, kv in enumerate(kept) if i not in set(odd)]
+                iops = [v for i, v in enumerate(iops) if i not in set(odd)]
+            iop = np.asarray(iops[0], dtype=np.float64)
+        else:
+            iop = None
+        ds0 = kept[0][1]
+        frames = int(ds0.get("NumberOfFrames", 1) or 1)
+        row_sp, col_sp = _pixel_spacing(ds0)
+        if iop is None:
+            iop = np.array([1.0, 0, 0, 0, 1.0, 0])
+            notes.append("no ImageOrientationPatient: assumed axial, unit direction")
+        r = iop[:3] / np.linalg.norm(iop[:3])
+        c = iop[3:] / np.linalg.norm(iop[3:])
+        n = np.cross(r, c)
+        ipps = [_floats(ds.get("ImagePositionPatient") or [], 3) for _, ds in kept]
+        has_pos = all(p is not None for p in ipps)
+        thickness = float(ds0.get("SpacingBetweenSlices") or ds0.get("SliceThickness") or 1.0) or 1.0
+
+        if has_pos and len(kept) > 1:
+            pos = np.array(ipps, dtype=np.float64)
+            proj = pos @ n
+            order = np.argsort(proj, kind="stable")
+            # Direction along the normal is a convention; follow InstanceNumber when it is monotonic
+            # so a series written by medm2g (InstanceNumber ascending with k) reads back identically.
+            inst = [kept[i][1].get("InstanceNumber") for i in order]
+            if all(v is not None for v in inst):
+                iv = np.array([int(v) for v in inst])
+                if np.all(np.diff(iv) < 0):
+                    order = order[::-1]
+            pos, proj = pos[order], proj[order]
+            kept = [kept[i] for i in order]
+            steps = np.diff(proj)
+            if np.any(np.abs(steps) < 1e-4):
+                raise GeometryError(
+                    f"series {chosen.uid} has {int(np.sum(np.abs(steps) < 1e-4)) + 1} images at the same position "
+                    "(several echoes, phases or time points)",
+                    "split the series by echo/phase before converting")
+            mean = float(np.mean(steps))
+            if not allow_irregular and np.max(np.abs(steps - mean)) > SPACING_RTOL * abs(mean):
+                raise GeometryError(
+                    f"series {chosen.uid} has uneven slice spacing ({abs(steps).min():.3f}-{abs(steps).max():.3f} mm; "
+                    "missing slices?)",
+                    "pass --allow-irregular to stack it anyway with the mean spacing")
+            step = (pos[-1] - pos[0]) / (len(pos) - 1)
+            cosang = abs(float(step @ n)) / float(np.linalg.norm(step))
+            if not allow_irregular and np.degrees(np.arccos(min(1.0, cosang))) > TILT_DEG:
+                raise GeometryError(
+                    f"series {chosen.uid} is gantry-tilted ({np.degrees(np.arccos(min(1.0, cosang))):.1f} degrees)",
+                    "pass --allow-irregular to keep the tilt as a sheared affine (NIfTI sform only)")
+            origin = pos[0]
+        else:
+            if len(kept) > 1:
+                inst = [ds.get("InstanceNumber") for _, ds in kept]
+                if all(v is not None for v in inst):
+                    kept = [kept[i] for i in np.argsort([int(v) for v in inst], kind="stable")]
+                notes.append("no ImagePositionPatient: slices stacked by InstanceNumber")
+            origin = ipps[0] if ipps and ipps[0] is not None else np.zeros(3)
+            step = n * thickness
+
+        slices, slopes, inters = [], [], []
+        ds_px = None
+        for f, _ in kept:
+            ds_px, px = _pixels(f)
+            slope = float(ds_px.get("RescaleSlope", 1) or 1)
+            inter = float(ds_px.get("RescaleIntercept", 0) or 0)
+            planes = px if (frames > 1 and px.ndim == 3) else px[None]
+            for plane in planes:
+                slices.append(np.asarray(plane).T)  # (rows, cols) -> (i=column, j=row)
+                slopes.append(slope)
+                inters.append(inter)
+        if frames > 1:
+            notes.append("multi-frame image: frames stacked with SliceThickness spacing")
+        raw = np.stack(slices, axis=-1)
+        arr = _rescale(raw, slopes, inters)
+        if str(ds0.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+            notes.append("MONOCHROME1: values kept as stored (bright = low attenuation)")
+
+    lps = np.eye(4)
+    lps[:3, 0] = r * col_sp
+    lps[:3, 1] = c * row_sp
+    lps[:3, 2] = step
+    lps[:3, 3] = origin
+    affine = LPS @ lps
+    dicom_mod = str(ds0.get("Modality", "") or "")
+    meta: dict[str, Any] = {
+        "format": "dicom",
+        "path": str(path),
+        "n_series": None,
+        "dicom_modality": dicom_mod,
+        "notes": notes,
+        "affine": affine.tolist(),
+        "shape": list(arr.shape),
+    }
+    for key in PATIENT_STUDY_KEYS + _SERIES_KEYS:
+        if key in ds0 and ds0.get(key) not in (None, ""):
+            meta[key] = str(ds0.get(key))
+    for key in ("WindowCenter", "WindowWidth"):
+        if ds0.get(key) is not None:
+            v = ds0.get(key)
+            meta[key] = float(v[0] if hasattr(v, "__len__") and not isinstance(v, str) else v)
+    if ds_px is not None and getattr(ds_px, "file_meta", None) is not None:
+        meta["TransferSyntaxUID"] = str(ds_px.file_meta.get("TransferSyntaxUID", ""))
+    return Volume(arr, affine, modality or from_dicom(dicom_mod), meta)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _ds(x: float) -> str:
+    """A DS string (<= 16 chars) with as much precision as fits."""
+    from pydicom.valuerep import format_number_as_ds
+
+    return str(format_number_as_ds(float(x)))
+
+
+def _encode(arr: np.ndarray, ct: bool) -> tuple[np.ndarray, float, float, bool]:
+    """Map values to stored int16/uint16 + (slope, intercept). Exact for integer data that fits."""
+    a = np.asarray(arr)
+    if a.size == 0:
+        return a.astype(np.int16), 1.0, 0.0, True
+    integral = np.issubdtype(a.dtype, np.integer) or bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+    if ct or integral:
+        # CT: integer HU (rounded); slope 1, intercept chosen so the range fits int16.
+        v = np.round(np.nan_to_num(a.astype(np.float64)))
+        lo, hi = float(v.min()), float(v.max())
+        if -32768 <= lo and hi <= 32767:
+            return v.astype(np.int16), 1.0, 0.0, True
+        if hi - lo <= 65535:
+            inter = lo + 32768.0
+            return (v - inter).astype(np.int16), 1.0, inter, True
+        v = np.clip(v, lo, lo + 65535)
+        return (v - (lo + 32768.0)).astype(np.int16), 1.0, lo + 32768.0, True
+    v = np.nan_to_num(a.astype(np.float64))
+    lo, hi = float(v.min()), float(v.max())
+    slope = (hi - lo) / 65000.0 if hi > lo else 1.0
+    inter = lo + 32500.0 * slope if hi > lo else lo
+    stored = np.clip(np.round((v - inter) / slope), -32768, 32767).astype(np.int16)
+    return stored, float(slope), float(inter), True
+
+
+def _sop_class(vol: Volume, spatial: bool) -> tuple[str, str]:
+    mod = (vol.modality or "").lower()
+    if mod == "ct" and spatial:
+        return CT_STORAGE, "CT"
+    if mod == "mri" and spatial:
+        return MR_STORAGE, "MR"
+    return SC_STORAGE, {"xray": "DX", "ct": "CT", "mri": "MR"}.get(mod, "OT")
+
+
+def build_series(
+    vol: Volume,
+    *,
+    source_meta: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> list[Any]:
+    """Build the pydicom datasets of a derived synthetic series for ``vol`` (one per slice)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+    src = dict(source_meta or {})
+    arr = np.asarray(vol.array)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise OutputError(f"cannot write a {arr.ndim}-D array as DICOM", "write a 2-D image or a 3-D volume")
+    spatial = vol.array.ndim == 3 and arr.shape[2] > 1 or (vol.modality or "") in ("ct", "mri")
+    sop_class, dicom_mod = _sop_class(vol, spatial)
+    is_ct = dicom_mod == "CT"
+    stored, slope, inter, _ = _encode(arr, is_ct)
+
+    lps = LPS @ vol.affine
+    a0, a1, a2 = lps[:3, 0], lps[:3, 1], lps[:3, 2]
+    col_sp, row_sp = float(np.linalg.norm(a0)), float(np.linalg.norm(a1))
+    if col_sp == 0 or row_sp == 0:
+        raise OutputError("the volume's affine is singular", "fix the affine before writing DICOM")
+    r, c = a0 / col_sp, a1 / row_sp
+    thick = float(abs(a2 @ np.cross(r, c))) or float(np.linalg.norm(a2)) or 1.0
+
+    series_uid = generate_uid()
+    study_uid = src.get("StudyInstanceUID") or generate_uid()
+    same_grid = "affine" in src and np.allclose(np.asarray(src["affine"], dtype=float), vol.affine, atol=1e-4) \
+        and tuple(src.get("shape", arr.shape)) == tuple(arr.shape)
+    for_uid = src.get("FrameOfReferenceUID") if (same_grid or "affine" not in src) and src.get("FrameOfReferenceUID") \
+        else generate_uid()
+    desc = "SYNTHETIC - not for diagnosis" + (f" - {description}" if description else "")
+    derivation = f"medm2g {__version__}" + (f": {description}" if description else "")
+    lo, hi = float(np.min(arr)), float(np.max(arr))
+    out = []
+    for k in range(arr.shape[2]):
+        fm = FileMetaDataset()
+        fm.MediaStorageSOPClassUID = sop_class
+        sop_uid = generate_uid()
+        fm.MediaStorageSOPInstanceUID = sop_uid
+        fm.TransferSyntaxUID = ExplicitVRLittleEndian
+        fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = Dataset()
+        ds.file_meta = fm
+        for key in PATIENT_STUDY_KEYS:
+            if src.get(key):
+                setattr(ds, key, str(src[key]))
+        ds.PatientName = src.get("PatientName", "SYNTHETIC^PHANTOM")
+        ds.PatientID = src.get("PatientID", "MEDM2G")
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = sop_uid
+        ds.SOPClassUID = sop_class
+        ds.FrameOfReferenceUID = for_uid
+        ds.Modality = dicom_mod
+        ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 1000
+        ds.InstanceNumber = k + 1
+        ds.SeriesDescription = desc[:64]
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.SyntheticData = "YES"
+        ds.ContentQualification = "RESEARCH"
+        ds.DerivationDescription = derivation[:1024]
+        ds.Manufacturer = "medm2g"
+        ds.SoftwareVersions = __version__
+        ds.BurnedInAnnotation = "NO"
+        if sop_class == SC_STORAGE:
+            ds.ConversionType = "SYN"
+        pos = lps[:3, 3] + k * a2
+        ds.ImagePositionPatient = [_ds(v) for v in pos]
+        ds.ImageOrientationPatient = [_ds(v) for v in (*r, *c)]
+        ds.PixelSpacing = [_ds(row_sp), _ds(col_sp)]
+        ds.SliceThickness = _ds(thick)
+        if arr.shape[2] > 1:
+            ds.SpacingBetweenSlices = _ds(float(np.linalg.norm(a2)))
+        ds.SliceLocation = _ds(float(pos @ np.cross(r, c)))
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[0])
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope = _ds(slope)
+        ds.RescaleIntercept = _ds(inter)
+        ds.RescaleType = "HU" if is_ct else "US"
+        ds.WindowCenter = _ds((lo + hi) / 2 if not is_ct else 40.0)
+        ds.WindowWidth = _ds(max(hi - lo, 1.0) if not is_ct else 400.0)
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<i2").tobytes()
+        out.append(ds)
+    return out
+
+
+def write_dicom(
+    vol: Volume,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    source_meta: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write ``vol`` as a derived synthetic DICOM series: a folder of ``IM00001.dcm`` ... files.
+
+    A path ending in ``.dcm`` writes a single file (2-D images / one-slice volumes only). The folder
+    is built in a temporary location and moved into place only when complete.
+    """
+    path = Path(path)
+    datasets = build_series(vol, source_meta=source_meta, description=description)
+    if path.suffix.lower() == ".dcm":
+        if len(datasets) != 1:
+            raise OutputError(f"cannot write {len(datasets)} slices into the single file '{path.name}'",
+                              "give a folder name (no .dcm suffix) for a DICOM series")
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            datasets[0].save_as(str(tmp), enforce_file_format=True)
+        return path
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        for k, ds in enumerate(datasets):
+            ds.save_as(str(tmp / f"IM{k + 1:05d}.dcm"), enforce_file_format=True)
+    return path

@@ -1,0 +1,192 @@
+"""PNG/JPEG pictures: 2-D images in, windowed slice folders out (and back with a reference grid).
+
+Picture arrays follow the DICOM voxel convention used everywhere in io/: ``array[i, j]`` with
+i = column, j = row, as a one-slice volume ``(columns, rows, 1)``. A picture has no patient
+geometry, so its affine is unit spacing in LPS (as an untagged DICOM Secondary Capture).
+
+Slice folders are displayed in radiological convention on the canonical (RAS) grid: anterior /
+superior up, patient right on the viewer's left. A ``slices.json`` sidecar records the axis, the
+window and the bit depth so a folder can be turned back into a volume on a reference grid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError, GeometryError, InputError
+from .atomic import atomic_dir, atomic_path
+from .orientation import AXES, to_canonical
+from .volume import Volume
+
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SIDECAR = "slices.json"
+
+
+def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
+    """Read a PNG/JPEG (8- or 16-bit greyscale). RGB/palette images are converted to luminance
+    with a note in ``meta['notes']``; colour content that is not grey is refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    notes: list[str] = []
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L"):
+                px = np.asarray(im).astype(np.uint16)
+            elif mode in ("L", "1"):
+                px = np.asarray(im.convert("L"), dtype=np.uint8)
+            elif mode == "I":
+                px = np.asarray(im, dtype=np.int32)
+                if px.size and px.min() >= 0 and px.max() <= 65535:
+                    px = px.astype(np.uint16)
+            elif mode == "F":
+                px = np.asarray(im, dtype=np.float32)
+            elif mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+                spread = int(np.max(np.abs(rgb - rgb.mean(axis=2, keepdims=True)))) if rgb.size else 0
+                if spread > 8:
+                    raise FormatError(
+                        f"'{path.name}' is a colour {mode} image",
+                        "medm2g reads greyscale radiographs; export it as an 8- or 16-bit greyscale PNG")
+                px = np.asarray(im.convert("L"), dtype=np.uint8)
+                notes.append(f"{mode} image converted to 8-bit greyscale")
+            else:
+                raise FormatError(f"'{path.name}' has unsupported pixel mode {mode}", "export a greyscale PNG or JPEG")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"cannot read image '{path.name}': {' '.join(str(exc).split())[:140]}",
+                         "pass a valid PNG or JPEG file") from exc
+    arr = np.ascontiguousarray(px.T[:, :, None])
+    return Volume(arr, LPS @ np.eye(4), modality, {"format": "picture", "path": str(path), "notes": notes,
+                                                   "bits": 16 if px.dtype == np.uint16 else 8})
+
+
+def _quantise(plane: np.ndarray, window: tuple[float, float], bits: int) -> np.ndarray:
+    lo, hi = float(window[0]), float(window[1])
+    top = (1 << bits) - 1
+    if hi <= lo:
+        hi = lo + 1.0
+    scaled = (np.clip(plane.astype(np.float64), lo, hi) - lo) / (hi - lo) * top
+    return np.round(scaled).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _save_png(arr2d: np.ndarray, dest: Path) -> None:
+    from PIL import Image
+
+    # uint16 arrays become mode I;16, uint8 mode L (Pillow infers the mode from the dtype).
+    im = Image.fromarray(np.ascontiguousarray(arr2d))
+    im.save(str(dest), format="PNG")
+
+
+def default_window(arr: np.ndarray) -> tuple[float, float]:
+    """Robust display window: the 0.5-99.5 percentiles (min/max when flat)."""
+    a = np.asarray(arr, dtype=np.float64)
+    if a.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(a, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def write_picture(vol: Volume, path: str | Path, *, window: tuple[float, float] | None = None, bits: int = 16,
+                  overwrite: bool = False) -> Path:
+    """Write a 2-D image (or one-slice volume) as a single greyscale PNG (``bits`` 8 or 16)."""
+    path = Path(path)
+    arr = np.asarray(vol.array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise FormatError(f"cannot write a {vol.shape} volume into one picture",
+                          "give a folder as OUT to write one PNG per slice")
+    if bits not in (8, 16):
+        raise InputError(f"--bits {bits} is not supported", "use 8 or 16")
+    img = _quantise(arr.T, window or (float(arr.min()), float(arr.max())), bits)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        _save_png(img, tmp)
+    return path
+
+
+def write_png_slices(vol: Volume, folder: str | Path, *, axis: str = "axial",
+                     window: tuple[float, float] | None = None, bits: int = 16, overwrite: bool = False) -> Path:
+    """Write one windowed PNG per slice along ``axis`` into ``folder`` (plus ``slices.json``)."""
+    folder = Path(folder)
+    if axis not in AXES:
+        raise InputError(f"unknown axis '{axis}'", f"use one of: {', '.join(AXES)}")
+    if bits not in (8, 16):
+        raise InputError(f"--bits {bits} is not supported", "use 8 or 16")
+    arr = np.asarray(vol.array)
+    if arr.ndim != 3:
+        raise FormatError(f"cannot slice a {arr.ndim}-D array", "give a 3-D volume")
+    canon, _ = to_canonical(vol)
+    win = window or default_window(canon.array)
+    ax = AXES[axis]
+    n = canon.array.shape[ax]
+    width = max(4, len(str(n - 1)))
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        for k in range(n):
+            plane = np.take(canon.array, k, axis=ax)
+            # Radiological display: rows run anterior/superior -> down, columns patient right -> left.
+            img = _quantise(plane[::-1, ::-1].T, win, bits)
+            _save_png(img, tmp / f"slice_{k:0{width}d}.png")
+        sidecar = {"axis": axis, "window": [win[0], win[1]], "bits": bits, "n_slices": n,
+                   "canonical_shape": list(canon.array.shape), "source_shape": list(arr.shape),
+                   "modality": vol.modality}
+        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return folder
+
+
+def read_png_folder(folder: str | Path, *, reference: Volume | None, modality: str | None = None,
+                    axis: str | None = None) -> Volume:
+    """Stack a folder of slice PNGs (file-name order) into a volume on ``reference``'s grid.
+
+    Pictures carry no geometry, so ``reference`` is required. Values are mapped back through the
+    window in ``slices.json`` when present (otherwise raw pixel values are kept).
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"no PNG/JPEG files in '{folder}'", "pass a folder of slice pictures")
+    if reference is None:
+        raise InputError(f"'{folder.name}' is a folder of pictures with no geometry",
+                         "pass --reference VOLUME (the volume the slices came from) to give it a grid")
+    side: dict[str, Any] = {}
+    if (folder / SIDECAR).is_file():
+        try:
+            side = json.loads((folder / SIDECAR).read_text())
+        except (OSError, json.JSONDecodeError):
+            side = {}
+    axis = axis or side.get("axis", "axial")
+    if axis not in AXES:
+        raise InputError(f"unknown axis '{axis}'", f"use one of: {', '.join(AXES)}")
+    canon_ref, undo = to_canonical(reference)
+    ax = AXES[axis]
+    planes = []
+    for f in files:
+        pic = read_picture(f).array[:, :, 0].T  # (rows, cols) as stored
+        planes.append(pic.T[::-1, ::-1])
+    expect = list(canon_ref.array.shape)
+    got_plane = planes[0].shape
+    want_plane = tuple(s for i, s in enumerate(expect) if i != ax)
+    if len(planes) != expect[ax] or got_plane != want_plane or any(p.shape != got_plane for p in planes):
+        raise GeometryError(
+            f"{len(planes)} slices of {got_plane[::-1]} pixels do not fit the reference grid "
+            f"{tuple(expect)} along {axis} ({expect[ax]} slices of {want_plane[::-1]})",
+            "pass the reference the slices were made from, and the same --axis")
+    stack = np.stack(planes, axis=ax)
+    if "window" in side and "bits" in side:
+        lo, hi = side["window"]
+        top = (1 << int(side["bits"])) - 1
+        stack = (stack.astype(np.float32) / top * (hi - lo) + lo).astype(np.float32)
+    canon = canon_ref.with_array(stack, modality=modality or side.get("modality") or reference.modality)
+    out = undo(canon)
+    out.meta = {"format": "png-folder", "path": str(folder), "notes": []}
+    return out

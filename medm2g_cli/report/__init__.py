@@ -1,0 +1,1 @@
+"""Previews, montages and run reports (PNG via Pillow; numpy only, no torch)."""

@@ -1,0 +1,51 @@
+"""Model configs and presets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medm2g_cli.config import PRESETS, ModelConfig, SampleConfig, model_preset
+from medm2g_cli.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_json_round_trip(name: str) -> None:
+    cfg = model_preset(name)
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_full_preset_is_table_a3() -> None:
+    cfg = model_preset("full")
+    assert cfg.image.block_out_channels == (320, 640, 1280, 1280)  # 320 x (1, 2, 4, 4)
+    assert cfg.image.attention_levels == (True, True, True, False)  # latent 64/32/16
+    assert cfg.image.num_heads == 8 and cfg.cross_attention_dim == 768 and cfg.encoders.embed_dim == 768
+    assert (cfg.image.latent_channels, cfg.image.latent_size) == (4, 64)
+    assert cfg.text.latent_dim == 768 and cfg.text.unet_channels == 320 and cfg.text.unet_mult == (1, 2, 4, 4)
+    s = cfg.scheduler
+    assert (s.num_train_timesteps, s.beta_start, s.beta_end, s.beta_schedule) == (1000, 0.00085, 0.012, "scaled_linear")
+    assert SampleConfig() == SampleConfig(steps=50, eta=1.0, guidance=2.0, sampler="ddim", seed=0)
+
+
+def test_small_preset_latents() -> None:
+    cfg = model_preset("small")
+    assert (cfg.image.image_size, cfg.image.latent_channels, cfg.image.latent_size) == (64, 4, 16)
+
+
+def test_overrides_and_errors() -> None:
+    cfg = model_preset("tiny", modalities=("xray", "text"), conditioning="concat", **{"image.image_size": 64})
+    assert cfg.modalities == ("text", "xray") and cfg.conditioning == "concat" and cfg.image.image_size == 64
+    with pytest.raises(ConfigError, match="unknown preset"):
+        model_preset("huge")
+    with pytest.raises(ConfigError, match="unknown config field"):
+        model_preset("tiny", nonsense=1)
+    with pytest.raises(ConfigError, match="unknown modality"):
+        model_preset("tiny", modalities=("pet",))
+    bad = model_preset("tiny").to_dict()
+    bad["image"]["oops"] = 1
+    with pytest.raises(ConfigError, match="oops"):
+        ModelConfig.from_dict(bad)
+    with pytest.raises(ConfigError):
+        SampleConfig(sampler="euler").validate()
