@@ -261,6 +261,28 @@ class PairSet(Dataset):
         return {"index": i, "a": self._side(r, ka), "b": self._side(r, kb), "a_key": ka, "b_key": kb}
 
 
+class SourcesSet(Dataset):
+    """A target with several pixel-aligned image sources (e.g. ``pd`` from ``t1`` + ``t2``).
+
+    ``a`` is the target (text string or image tensor), ``srcs`` the sources stacked [S, 1, H, W]
+    in the order given; a generic ``mri`` target expands to every contrast that is not a source.
+    """
+
+    def __init__(self, records: list[Record], target: str, sources: Sequence[str], size: int) -> None:
+        self.target, self.sources, self.size = target, tuple(sources), size
+        self.entries = [(r, k) for r, k in _expand(records, target) if k not in self.sources]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r, kt = self.entries[i]
+        kt = kt if kt == TEXT else r.image_key(kt)
+        a = r.text if kt == TEXT else load_image(r, kt, self.size)
+        srcs = torch.stack([load_image(r, r.image_key(k), self.size) for k in self.sources])
+        return {"index": i, "a": a, "a_key": kt, "srcs": srcs, "src_keys": "+".join(r.image_key(k) for k in self.sources)}
+
+
 class TextSet(Dataset):
     """Report texts (for the text VAE)."""
 

@@ -34,7 +34,7 @@ import torch
 from .. import modalities
 from ..errors import ConfigError
 from . import augment, losses
-from .datasets import TEXT, ImageSet, MixedSet, PairSet, TextSet, TrainingData, collate
+from .datasets import TEXT, ImageSet, MixedSet, PairSet, SourcesSet, TextSet, TrainingData, collate
 from .flows import Flow, FlowSchedule
 
 STAGES: tuple[str, ...] = ("autoencoders", "alignment", "diffusion", "multiflow")
@@ -44,6 +44,21 @@ STAGE_HELP = {
     "diffusion": "conditional latent diffusion per modality with condition dropout",
     "multiflow": "cross-guided multi-flow training on paired flows",
 }
+
+
+def parse_pair(spec: str) -> tuple[str, list[str]]:
+    """``"pd<t1+t2"`` -> ``("pd", ["t1", "t2"])``; names must be modalities or MRI contrasts."""
+    if "<" not in spec:
+        raise ConfigError(f"diffusion pair '{spec}' is not TARGET<SOURCE[+SOURCE]", "e.g. ct<t1 or pd<t1+t2")
+    tgt, rest = (x.strip().lower() for x in spec.split("<", 1))
+    srcs = [x.strip() for x in rest.split("+") if x.strip()]
+    known = set(modalities.MODALITIES) | set(modalities.MRI_CONTRASTS)
+    for k in [tgt, *srcs]:
+        if k not in known:
+            raise ConfigError(f"unknown name '{k}' in diffusion pair '{spec}'", f"use: {', '.join(sorted(known))}")
+    if not srcs or (TEXT in srcs and len(srcs) > 1):
+        raise ConfigError(f"diffusion pair '{spec}' needs one text source or one or more image sources", "e.g. pd<t1+t2")
+    return tgt, srcs
 
 
 def parse_stages(spec: str | Sequence[str] | None) -> list[str]:
@@ -73,6 +88,10 @@ class StageOptions:
     text_kl_weight: float | None = None  # Optimus beta; None: the model's config.text.kl_beta
     cache_latents: bool = False
     targets: tuple[str, ...] | None = None  # diffusion: modalities to train (None: all the data has)
+    # diffusion: explicit parts "target<source[+source]" (e.g. "ct<t1", "pd<t1+t2", "xray<text"),
+    # overriding the automatic choice of one condition per target; image sources also condition
+    # spatially (context tokens or concat slots), as translate/synthesize do at inference.
+    pairs: tuple[str, ...] | None = None
     max_report_length: int | None = None
 
 
@@ -233,10 +252,38 @@ class StageJob:
                 return self.model.embed_text(side)
             return self.model.embed_image(side.to(self._device()), modalities.split_target(key)[0])
 
+    def _multi_source(self, part: str, b: dict[str, Any]) -> torch.Tensor:
+        """Diffusion loss of an explicit ``target<src+src`` part (see :attr:`StageOptions.pairs`)."""
+        dev = self._device()
+        target, _ = parse_pair(part)
+        tmod = "mri" if target in modalities.MRI_CONTRASTS else target
+        if tmod == TEXT:
+            with torch.no_grad():
+                z0 = self.model.encode_text(b["a"], sample=False)
+        else:
+            z0 = self._latents(b["a"].to(dev), tmod, b.get("index"), part)
+        srcs = b["srcs"].to(dev)  # [B, S, 1, H, W]
+        keys = b["src_keys"][0].split("+")
+        embs, sources = [], []
+        for j, key in enumerate(keys):
+            smod = "mri" if key in modalities.MRI_CONTRASTS else key
+            embs.append(self._condition(srcs[:, j], smod))
+            if tmod != TEXT:
+                sources.append((key, self._latents(srcs[:, j], smod, b.get("index"), f"{part}:src{j}")))
+        from ..engine.encoders import mix_conditions
+
+        cond = mix_conditions(embs) if len(embs) > 1 else embs[0]
+        contrast = list(b["a_key"]) if tmod == "mri" else None
+        return self.model.diffusion_loss(tmod, z0, cond, cond_drop_prob=self.options.cond_drop_prob,
+                                         contrast=contrast, sources=sources)
+
     def _diffusion(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         dev = self._device()
         for part, b in batch["parts"].items():
+            if "srcs" in b:
+                out[f"eps_{part.replace('<', '_from_').replace('+', '_')}"] = self._multi_source(part, b)
+                continue
             target, cond_key = part.split("<")  # "xray<text", "mri<ct", "text<xray"
             if target == TEXT:
                 with torch.no_grad():
@@ -345,6 +392,19 @@ def build_stage(
             else:
                 data.require(m, TEXT, purpose=f"aligning {m} to text")
             trained.append(m)
+    elif stage == "diffusion" and options.pairs:
+        trained = []
+        for spec in options.pairs:
+            tgt, srcs = parse_pair(spec)
+            tmod = "mri" if tgt in modalities.MRI_CONTRASTS else tgt
+            if tgt == TEXT or srcs == [TEXT]:  # one condition: the generic pair path
+                add(f"{tmod}<{srcs[0]}", lambda r, t=tgt, s=srcs[0]: PairSet(r, t, s, size), (tgt, srcs[0]),
+                    f"the {tgt} diffuser from {srcs[0]}")
+            else:
+                add(spec, lambda r, t=tgt, s=srcs: SourcesSet(r, t, s, size), (tgt, *srcs),
+                    f"the {tgt} diffuser from {'+'.join(srcs)}")
+            trained.append(tmod)
+        trained = list(dict.fromkeys(trained))
     elif stage == "diffusion":
         targets = list(options.targets) if options.targets else image_mods + ([TEXT] if TEXT in avail else [])
         trained = []
