@@ -81,7 +81,8 @@ class Session:
             torch.manual_seed(self.settings.seed)
             self.device = select_device(self.settings.device, self.log)
             t = time.perf_counter()
-            self.model = load_model(self.weights, self.device, verify=self.settings.verify)
+            self.model = load_model(self.weights, self.device, verify=self.settings.verify,
+                                    compile=self.settings.compile, channels_last=self.settings.channels_last)
             self.timings["load_s"] = round(time.perf_counter() - t, 4)
         return self.model
 
@@ -140,10 +141,12 @@ def _provenance(target: str, sources: Sequence[str], sess: Session) -> str:
             f"weights {weights_hash(sess.weights)[:12]}")
 
 
-def _write(vol: Volume, path: Path, fmt: str, overwrite: bool, source: Volume, description: str) -> Path:
+def _write(vol: Volume, path: Path, fmt: str, overwrite: bool, source: Volume, description: str,
+           anonymize: bool = False) -> Path:
     from .inference.volio import write_volume
 
-    write_volume(vol, path, format=fmt, overwrite=overwrite, source_meta=source.meta, description=description)
+    write_volume(vol, path, format=fmt, overwrite=overwrite, source_meta=source.meta, description=description,
+                 anonymize=anonymize)
     return path
 
 
@@ -195,7 +198,10 @@ def list_cases(inp: Path) -> list[Path] | None:
     if not inp.exists():
         raise InputError(f"input '{inp}' does not exist", "check the path")
     if inp.is_file() and inp.suffix.lower() == ".txt":
-        lines = [ln.strip() for ln in inp.read_text().splitlines()]
+        try:
+            lines = [ln.strip() for ln in inp.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"list file '{inp}' is not UTF-8 text", "write one path per line as UTF-8") from exc
         paths = [Path(ln) if Path(ln).is_absolute() else (inp.parent / ln) for ln in lines
                  if ln and not ln.startswith("#")]
         if not paths:
@@ -250,8 +256,11 @@ def translate_path(
     series: str | None = None,
     log: Log = _nolog,
     progress: Progress | None = None,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
     """Translate a file, a DICOM folder/zip, a folder of volumes or a .txt list of paths.
+
+    ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile, :mod:`medm2g_cli.io.anonymize`).
 
     Batch inputs write one output per case into the folder ``out``; ``resume`` skips cases whose
     output exists; ``num_parts``/``part_id`` process one shard. Returns the run report, which is
@@ -310,7 +319,7 @@ def translate_path(
         vol = first_vol if (i == 0 and first_vol is not None) else _read(case.inp, series=series)
         check_modality(vol, src, label=f"input '{case.inp.name}'")
         case_out = _translate_one(sess, vol, [src], [1.0], tgt, case.out, fmt, samples=samples, axis=axis,
-                                  preview=preview, overwrite=overwrite, progress=progress)
+                                  preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
         results.append({"input": str(case.inp), **case_out})
         inputs.append(case.inp)
         outputs += [Path(p) for p in case_out["files"]]
@@ -330,7 +339,7 @@ def translate_path(
 
 def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequence[str], weights: Sequence[float],
                    target: str, out: Path, fmt: str | None, *, samples: int, axis: str, preview: bool,
-                   overwrite: bool, progress: Progress | None) -> dict[str, Any]:
+                   overwrite: bool, progress: Progress | None, anonymize: bool = False) -> dict[str, Any]:
     """Run the pipeline on one case and write its outputs; returns a report entry."""
     from .inference.pipeline import Source, translate_sources
 
@@ -343,10 +352,10 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     f = output_format(out, fmt)
     desc = _provenance(target, names, sess)
     t = time.perf_counter()
-    files = [_write(res.mean, out, f, overwrite, vols[0], desc)]
+    files = [_write(res.mean, out, f, overwrite, vols[0], desc, anonymize)]
     if res.std is not None:
         files.append(_write(res.std, sibling(out, "std"), f, overwrite, vols[0],
-                            desc.replace("SYNTHETIC", "SYNTHETIC UNCERTAINTY (std)", 1)))
+                            desc.replace("SYNTHETIC", "SYNTHETIC UNCERTAINTY (std)", 1), anonymize))
     if preview:
         from .report.preview import translation_preview
 
@@ -458,10 +467,21 @@ def synthesize(
 # -- generate -----------------------------------------------------------------------------------------
 
 
+# Radiology reports are a few hundred words; anything this long is a pasted file, not a prompt.
+MAX_PROMPT_CHARS = 10_000
+
+
 def _check_prompt(prompt: str) -> str:
     text = " ".join((prompt or "").split())
     if not text:
         raise InputError("the prompt is empty", 'describe the image, e.g. --prompt "No acute cardiopulmonary process."')
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable argv bytes arrive as lone surrogates
+        raise InputError("the prompt is not valid UTF-8 text", "pass the prompt as UTF-8 (check the terminal's encoding)") from exc
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InputError(f"the prompt is too long ({len(text)} characters, at most {MAX_PROMPT_CHARS})",
+                         "give the findings in a few sentences")
     return text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import typer
@@ -65,11 +66,7 @@ def _root(
 
 
 def _register_all() -> None:
-    import importlib.util
-
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(f"{__package__}.commands.{name}") is None:  # DEV-ONLY: removed once all exist
-            continue
         module = importlib.import_module(f"{__package__}.commands.{name}")
         module.register(app)
 
@@ -86,8 +83,11 @@ def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line + exit code 2."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("MEDM2G_DEBUG"))
+    previous = _trap_sigterm()
     try:
-        app(args=args, standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
+        if rc == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and, non-standalone, returns it
+            raise KeyboardInterrupt
     except MedM2GError as exc:
         if debug:
             raise
@@ -120,6 +120,23 @@ def run(argv: list[str] | None = None) -> None:
             sys.exit(2)
         _fail(f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} — rerun with --debug and report this")
         sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _trap_sigterm() -> object:
+    """Make SIGTERM behave like Ctrl-C so atomic writers remove their temporary files (the default
+    action would kill the process on the spot and leave them behind). Returns the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 if __name__ == "__main__":

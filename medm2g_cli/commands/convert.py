@@ -32,6 +32,7 @@ def convert(
     volume: Annotated[int | None, typer.Option("--volume", help="Volume index of a 4-D NIfTI.", show_default=False)] = None,
     bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 16 or 8.")] = 16,
     allow_irregular: Annotated[bool, typer.Option("--allow-irregular", help="Accept uneven DICOM slice spacing / gantry tilt (kept as a sheared affine).")] = False,
+    anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -41,7 +42,7 @@ def convert(
     with console().status(f"converting {src.name}"):
         data = do_convert(src, dst, format=fmt, modality=modality, window=window, axis=axis, reference=reference,
                           series=series, volume_index=volume, bits=bits, allow_irregular=allow_irregular,
-                          overwrite=overwrite)
+                          overwrite=overwrite, anonymize=anonymize)
     if json_out:
         print_json(data)
         return

@@ -60,6 +60,7 @@ def translate(
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
+    anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -70,7 +71,7 @@ def translate(
     with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
         rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
                              resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,
-                             series=series, log=opts.log, progress=prog)
+                             series=series, log=opts.log, progress=prog, anonymize=anonymize)
     if json_out:
         print_json(rep)
         return

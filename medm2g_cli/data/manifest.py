@@ -279,12 +279,12 @@ def assign_ordered(keys: Sequence[str], counts: Sequence[int]) -> tuple[dict[str
     got, scaled = scaled_counts(len(ordered), counts)
     out: dict[str, str] = {}
     i = 0
-    for sp, c in zip(SPLITS, got):
+    for sp, c in zip(SPLITS, got, strict=True):
         for k in ordered[i : i + c]:
             out[k] = sp
         i += c
     return out, {"rule": f"first {sum(counts)} in sorted order, {'/'.join(map(str, counts))}",
-                 "counts": dict(zip(SPLITS, got)), "scaled": scaled, "available": len(ordered)}
+                 "counts": dict(zip(SPLITS, got, strict=True)), "scaled": scaled, "available": len(ordered)}
 
 
 def assign_seeded(keys: Sequence[str], fractions: Sequence[float], seed: int = 0) -> tuple[dict[str, str], dict[str, Any]]:
@@ -303,12 +303,12 @@ def assign_seeded(keys: Sequence[str], fractions: Sequence[float], seed: int = 0
                 got[i] += 1
     out: dict[str, str] = {}
     i = 0
-    for sp, c in zip(SPLITS, got):
+    for sp, c in zip(SPLITS, got, strict=True):
         for k in perm[i : i + c]:
             out[k] = sp
         i += c
     return out, {"rule": f"seeded random {'/'.join(str(int(f * 100)) for f in fractions)} (seed {seed})",
-                 "counts": dict(zip(SPLITS, got)), "scaled": False, "available": n}
+                 "counts": dict(zip(SPLITS, got, strict=True)), "scaled": False, "available": n}
 
 
 def select_slices(mask: np.ndarray, n: int, axis: int = 2) -> list[int]:

@@ -594,6 +594,17 @@ class MedM2G(nn.Module):
         e_null, e_cond = eps.chunk(2)
         return e_null + guidance * (e_cond - e_null)
 
+    def _guided_eps(self, target: str, z: torch.Tensor, t: Any, seq: torch.Tensor, seq_concat: torch.Tensor | None,
+                    guidance: float) -> torch.Tensor:
+        # guided_noise with the [null; cond] conditioning already concatenated (hoisted out of the
+        # step loop by generate); one batched forward for both halves.
+        tt = torch.as_tensor(t, device=self.device).reshape(-1)
+        if guidance == 1.0:
+            return self.predict_noise(target, z, tt.expand(z.shape[0]), seq, seq_concat)
+        eps = self.predict_noise(target, torch.cat([z, z]), tt.expand(2 * z.shape[0]), seq, seq_concat)
+        e_null, e_cond = eps.chunk(2)
+        return e_null + guidance * (e_cond - e_null)
+
     def _step(self, sched: Any, sample: SampleConfig, eps: torch.Tensor, t: Any, z: torch.Tensor,
               gens: Sequence[torch.Generator]) -> torch.Tensor:
         if sample.sampler == "ddim":
@@ -650,8 +661,15 @@ class MedM2G(nn.Module):
             sched = self._scheduler(sample)
             z = z * sched.init_noise_sigma
             cc = None if concat is None else concat[sl]
+            # The guided batch's conditioning ([null; cond] tokens and concat channels) is built
+            # once per slice batch, not once per step (same values as :meth:`guided_noise`).
+            if guidance == 1.0:
+                seq, seq_cc = tokens[sl], cc
+            else:
+                seq = torch.cat([null[sl], tokens[sl]])
+                seq_cc = None if cc is None else torch.cat([torch.zeros_like(cc), cc])
             for t in sched.timesteps:
-                eps = self.guided_noise(mod, z, t, tokens[sl], null[sl], guidance, cc)
+                eps = self._guided_eps(mod, z, t, seq, seq_cc, guidance)
                 z = self._step(sched, sample, eps, t, z, g)
             outs.append(z)
         z = torch.cat(outs)

@@ -133,7 +133,7 @@ def check_modality(vol: Volume, expected: str, label: str = "input") -> None:
     A CT given to mri2ct is caught from the tag (0008,0060) or, for NIfTI, from the intensity range
     (many voxels below -500 can only be HU). Raises :class:`ModalityError` before any model work.
     """
-    if np.asarray(vol.array).ndim != 3:
+    if np.asarray(vol.array).ndim != 3 or vol.meta.get("format") == "picture":
         raise InputError(f"{label} has shape {vol.shape}; translation needs a 3-D volume",
                          "pass a volume (NIfTI, DICOM series, MHA/NRRD), not a 2-D image")
     mod = modalities.split_target(expected)[0]
@@ -144,20 +144,39 @@ def check_modality(vol: Volume, expected: str, label: str = "input") -> None:
         src = f"its DICOM Modality is {tag}" if tagged else f"it is marked as {declared}"
         raise ModalityError(f"{label} is {declared.upper()} ({src}) but this direction needs {mod.upper()}",
                             "choose the matching direction (see `medm2g translate --help`) or the right file")
-    arr = np.asarray(vol.array)
-    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
-    if finite.size == 0:
+    n_finite, n_air, vmin = _air_stats(np.asarray(vol.array))
+    if n_finite == 0:
         raise InputError(f"{label} has no finite voxel values", "check the file")
-    air = float((finite < -500).mean())
+    if n_finite != np.asarray(vol.array).size:
+        # NaN/Inf would spread through the normalisation and the model into the whole output.
+        raise InputError(f"{label} has {np.asarray(vol.array).size - n_finite} NaN/Inf voxel(s)",
+                         "replace them (e.g. with 0 or the background value) before translating")
+    air = n_air / n_finite
     if mod == "mri" and air > CT_AIR_FRACTION:
         raise ModalityError(
             f"{label} looks like a CT ({air:.0%} of voxels are below -500, which only Hounsfield units reach) "
             "but this direction needs an MRI",
             "use a CT direction such as ct2mri, or pass the MRI file",
         )
-    if mod == "ct" and tagged is None and float(finite.min()) >= 0:
+    if mod == "ct" and tagged is None and vmin >= 0:
         raise ModalityError(f"{label} has no negative values, so it is not a CT in Hounsfield units",
                             "use an MRI direction such as mri2ct, or convert the CT to HU")
+
+
+def _air_stats(arr: np.ndarray, chunk: int = 16) -> tuple[int, int, float]:
+    """(finite voxels, voxels below -500, minimum finite value), computed slab by slab along the
+    first axis so no full-volume temporary is made (memory stays bounded for big volumes)."""
+    n_finite, n_air, vmin = 0, 0, float("inf")
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    for i in range(0, flat.shape[0], chunk):
+        slab = flat[i:i + chunk]
+        if slab.dtype.kind == "f":
+            slab = slab[np.isfinite(slab)]
+        if slab.size:
+            n_finite += int(slab.size)
+            n_air += int(np.count_nonzero(slab < -500))
+            vmin = min(vmin, float(slab.min()))
+    return n_finite, n_air, vmin
 
 
 # -- geometry of slices -----------------------------------------------------------------------------
@@ -268,21 +287,30 @@ def translate_sources(
             raise InputError(f"input '{s.name}' is not on the grid of '{sources[0].name}'",
                              "pass --register to resample it onto the first input")
     t0 = time.perf_counter()
-    canon, ornt = [], None
-    norms = []
+    # Streaming: the inputs are only *viewed* in canonical order (flips/transposes, no copy) and
+    # normalised batch by batch; the outputs are preallocated on the input grid and written
+    # through canonical views. Memory is the inputs, the outputs and one batch — no full-volume
+    # temporaries (bench figure 2).
+    moved, norms, ornt = [], [], None
     for s in sources:
-        arr = np.asarray(s.volume.array, dtype=np.float32)
-        norm = normalisation_for(arr, s.name)
-        c, ornt = to_canonical(norm.forward(arr), s.volume.affine)
-        canon.append(c)
-        norms.append(norm)
+        arr = np.asarray(s.volume.array)
+        preset = modalities.get(s.name).preset
+        # Percentiles/min-max are taken on float32 values as before (one temporary copy for
+        # MRI; a fixed CT window needs none).
+        stats = arr if preset is None or preset.mode == "window" else np.asarray(arr, dtype=np.float32)
+        norms.append(normalisation_for(stats, s.name))
+        del stats
+        c, ornt = to_canonical(arr, s.volume.affine)
+        moved.append(np.moveaxis(c, AXES[axis], 0))  # [n_slices, h, w] view
     out_norm = target_normalisation(target, norms)
     ax = AXES[axis]
-    moved = [np.moveaxis(c, ax, 0) for c in canon]  # [n_slices, h, w] views, no copy
     n, h, w = moved[0].shape
     geom = SliceGeometry(h, w, model.image_size)
-    mean = np.empty((n, h, w), dtype=np.float32)
-    std = np.empty((n, h, w), dtype=np.float32) if samples > 1 else None
+    mean_arr = np.empty(ref.shape, dtype=np.float32)
+    std_arr = np.empty(ref.shape, dtype=np.float32) if samples > 1 else None
+    assert ornt is not None
+    mean = np.moveaxis(to_canonical(mean_arr, ref.affine)[0], ax, 0)  # writable views
+    std = None if std_arr is None else np.moveaxis(to_canonical(std_arr, ref.affine)[0], ax, 0)
     ctx = autocast if autocast is not None else contextlib.nullcontext()
     t_prep = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -290,8 +318,8 @@ def translate_sources(
     eta_logged = False
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        conds = [Condition(s.name, geom.to_model(m[start:stop]).to(model.device), weight=s.weight)
-                 for s, m in zip(sources, moved, strict=True)]
+        conds = [Condition(s.name, geom.to_model(nm.forward(m[start:stop])).to(model.device), weight=s.weight)
+                 for s, m, nm in zip(sources, moved, norms, strict=True)]
         sample.seed = base_seed + start * samples  # per-slice seeds: independent of the batch size
         with ctx, torch.inference_mode():
             imgs = model.generate(target, conds, num_samples=samples, sample=sample,
@@ -313,12 +341,9 @@ def translate_sources(
     sample.seed = base_seed
     t_model = time.perf_counter() - t1
 
-    def back(a: np.ndarray) -> np.ndarray:
-        return from_canonical(np.moveaxis(a, 0, ax), ornt)
-
     tgt_mod = modalities.split_target(target)[0]
-    mean_vol = ref.with_array(back(mean), modality=tgt_mod)
-    std_vol = ref.with_array(back(std), modality=tgt_mod) if std is not None else None
+    mean_vol = ref.with_array(mean_arr, modality=tgt_mod)
+    std_vol = ref.with_array(std_arr, modality=tgt_mod) if std_arr is not None else None
     return TranslationResult(
         mean=mean_vol, std=std_vol, batch_size=batch_size, slices=n,
         timings={"prepare_s": round(t_prep, 4), "model_s": round(t_model, 4),

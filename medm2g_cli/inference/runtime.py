@@ -39,6 +39,8 @@ class InferenceSettings:
     seed: int = 0
     batch_size: int | None = None
     verify: bool = True
+    compile: bool = False  # torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs)
+    channels_last: bool | None = None  # None: on for CUDA only
 
     def sample_config(self, seed: int | None = None) -> Any:
         """The engine's :class:`SampleConfig` (Table A3 defaults for what is not given)."""
@@ -68,7 +70,8 @@ class InferenceSettings:
         s = self.sample_config()
         return {"weights": str(self.weights) if self.weights else None, "device": self.device,
                 "precision": self.precision, "steps": s.steps, "guidance": s.guidance, "eta": s.eta,
-                "sampler": s.sampler, "seed": s.seed, "batch_size": self.batch_size, "verify": self.verify}
+                "sampler": s.sampler, "seed": s.seed, "batch_size": self.batch_size, "verify": self.verify,
+                "compile": self.compile, "channels_last": self.channels_last}
 
 
 def default_weights() -> Path:
@@ -200,14 +203,22 @@ def auto_batch_size(device: Any, image_size: int, samples: int = 1, guidance: bo
         return int(max(1, min(64, (0.6 * free) // (per_image * per_row))))
     if device.type == "mps":
         return 4
-    return 2
+    # CPU: throughput is flat beyond about 64k pixels per forward (SD-1.5 size: batch 2 with
+    # guidance, performance.md section 2); small models are overhead-bound and gain from more
+    # slices per forward (small preset, 64 px: 8 slices x 2 guidance rows).
+    pixels = image_size * image_size * per_row
+    return int(max(2, min(16, 65536 // pixels)))
 
 
-def load_model(weights: Path, device: Any, verify: bool = True) -> Any:
-    """Load the model folder onto ``device`` in fp32 (precision is applied by autocast)."""
+def load_model(weights: Path, device: Any, verify: bool = True, *, compile: bool = False,  # noqa: A002
+               channels_last: bool | None = None) -> Any:
+    """Load the model folder onto ``device`` in fp32 (precision is applied by autocast) with the
+    speed options of :func:`medm2g_cli.engine.speed.optimize_for_inference` applied."""
     from ..engine import MedM2G
+    from ..engine.speed import optimize_for_inference
 
-    return MedM2G.from_pretrained(weights, device=device, verify=verify)
+    model = MedM2G.from_pretrained(weights, device=device, verify=verify)
+    return optimize_for_inference(model, channels_last=channels_last, compile=compile)
 
 
 def versions() -> dict[str, str]:

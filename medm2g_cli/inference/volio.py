@@ -63,13 +63,13 @@ def read_volume(path: Path, modality: str | None = None, series: str | None = No
 
 
 def write_volume(vol: Volume, path: Path, *, format: str, overwrite: bool = False,  # noqa: A002 - io contract
-                 source_meta: dict[str, Any] | None = None, description: str = "") -> Path:
+                 source_meta: dict[str, Any] | None = None, description: str = "", anonymize: bool = False) -> Path:
     """Write ``vol`` on its grid (nifti | dicom | mha | nrrd), atomically and never over an
     existing output unless ``overwrite``."""
     pkg = _package_io()
     if pkg is not None:
         pkg.write_volume(vol, path, format=format, overwrite=overwrite, source_meta=source_meta,
-                         description=description)
+                         description=description, anonymize=anonymize)
         return Path(path)
     check_output(path, overwrite)
     if format == "nifti":

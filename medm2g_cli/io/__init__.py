@@ -100,6 +100,8 @@ def read_volume(
         spec = get(modality)
         modality = spec.name
     fmt = infer_format(path)
+    if fmt in ("nifti", "mha", "nrrd") and path.is_dir():
+        raise InputError(f"'{path.name}' is a folder, not a {fmt.upper()} file", "pass the file itself")
     if fmt == "nifti":
         from .nifti import read_nifti
 
@@ -118,14 +120,9 @@ def read_volume(
         ref = read_volume(reference) if isinstance(reference, str | Path) else reference
         return read_png_folder(path, reference=ref, modality=modality, axis=axis)
     if fmt == "dicom":
-        from .dicom import read_dicom, scan_series
+        from .dicom import read_dicom
 
-        vol = read_dicom(path, modality=modality, series=series, allow_irregular=allow_irregular)
-        if path.is_dir():
-            vol.meta["n_series"] = len(scan_series(path))
-        else:
-            vol.meta["n_series"] = 1
-        return vol
+        return read_dicom(path, modality=modality, series=series, allow_irregular=allow_irregular)
     raise FormatError(
         f"cannot read '{path.name}': unknown format '{_suffix(path) or '(no suffix)'}'",
         "use .nii/.nii.gz, .mha/.mhd, .nrrd, .png/.jpg, a .dcm file, a DICOM folder or a .zip of one",
@@ -151,8 +148,11 @@ def write_volume(
     window: tuple[float, float] | None = None,
     bits: int = 16,
     axis: str = "axial",
+    anonymize: bool = False,
 ) -> Path:
     """Write ``vol`` to ``path`` atomically; ``format`` defaults to what the suffix says.
+
+    ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile); other formats carry no patient data.
 
     ``reference`` (a Volume) puts the output on the reference grid when shapes agree, and supplies
     source metadata (study, patient) for DICOM. ``source_meta`` overrides that metadata;
@@ -187,7 +187,8 @@ def write_volume(
     if fmt == "dicom":
         from .dicom import write_dicom
 
-        return write_dicom(vol, path, overwrite=overwrite, source_meta=meta, description=description)
+        return write_dicom(vol, path, overwrite=overwrite, source_meta=meta, description=description,
+                           anonymize=anonymize)
     from .png import write_picture, write_png_slices
 
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):

@@ -49,9 +49,13 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
     if dest.exists() and not overwrite:
         raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it")
     parent = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{_suffixes(dest)}", dir=parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{_suffixes(dest)}", dir=parent)
+    except OSError as exc:  # read-only mount, not a folder, quota: the pre-check cannot see them all
+        raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "choose a writable location with -o") from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    _default_mode(tmp, 0o666)  # mkstemp makes 0600 files
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -63,6 +67,12 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
         raise
 
 
+def _default_mode(path: Path, base: int) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, base & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` as a whole."""
@@ -70,7 +80,11 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     if dest.exists() and not overwrite:
         raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it")
     parent = dest.parent if str(dest.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "choose a writable location with -o") from exc
+    _default_mode(tmp, 0o777)  # mkdtemp makes 0700 folders; outputs get the user's usual permissions
     try:
         yield tmp
         if dest.exists():

@@ -20,7 +20,7 @@ import contextlib
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class SeriesInfo:
     modality: str
     n_files: int
     files: list[Path]
+    # headers read during the scan, reused by the reader (each file's header is parsed once)
+    headers: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (no file list)."""
@@ -109,8 +111,13 @@ def _read_header(p: Path) -> Any | None:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(p), stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError):
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+        for _ in ds:  # pydicom parses elements lazily: a damaged element must fail here, not later
+            pass
+        return ds
+    except (InvalidDicomError, OSError, EOFError):
+        return None
+    except Exception:  # noqa: BLE001 - pydicom raises many types (BytesLengthException ...) for damaged headers
         return None
 
 
@@ -131,7 +138,8 @@ def scan_series(path: str | Path) -> list[SeriesInfo]:
         number = ds0.get("SeriesNumber")
         out.append(SeriesInfo(uid, str(ds0.get("SeriesDescription", "") or ""),
                               int(number) if number not in (None, "") else None,
-                              str(ds0.get("Modality", "") or ""), len(items), [f for f, _ in items]))
+                              str(ds0.get("Modality", "") or ""), len(items), [f for f, _ in items],
+                              [ds for _, ds in items]))
     out.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
     return out
 
@@ -216,6 +224,46 @@ def _pixels(path: Path) -> tuple[Any, np.ndarray]:
     return ds, px
 
 
+def _read_pixels_itk(files: list[Path], ds0: Any, integral: bool) -> np.ndarray | None:
+    """Pixel data of sorted single-frame greyscale files through SimpleITK (GDCM, C++), rescaled.
+
+    About 3-5x faster than decoding each file with pydicom. Geometry still comes from our own
+    header parsing above (sorted by position, never by name); only the voxel values are taken from
+    SimpleITK. Returns None (the caller falls back to pydicom) for anything unusual: colour,
+    MONOCHROME1, mixed sizes, a decoder GDCM lacks, or any error.
+    """
+    if str(ds0.get("PhotometricInterpretation", "")) not in ("MONOCHROME2", ""):
+        return None
+    try:
+        import SimpleITK as sitk  # noqa: N813
+
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(f) for f in files])
+        img = reader.Execute()
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            return None
+        arr = sitk.GetArrayFromImage(img)  # (slice, row, col)
+    except Exception:  # noqa: BLE001 - any GDCM trouble: the pydicom path gives the precise error
+        return None
+    if arr.ndim != 3 or arr.shape[0] != len(files) or arr.shape[1:] != (int(ds0.Rows), int(ds0.Columns)):
+        return None
+    arr = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))  # -> (column, row, slice) as the pydicom path
+    if not integral:  # a real-valued rescale: float32, as the pydicom path gives
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "f":
+        if not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
+            return None
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind in "iu":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if -32768 <= lo and hi <= 32767:
+            return arr.astype(np.int16)
+        if 0 <= lo and hi <= 65535:
+            return arr.astype(np.uint16)
+        return arr.astype(np.int32)
+    return None
+
+
 def _rescale(raw: np.ndarray, slopes: list[float], inters: list[float]) -> np.ndarray:
     """Apply RescaleSlope/Intercept per slice; keep integers integer when exact."""
     s_arr, i_arr = np.array(slopes), np.array(inters)
@@ -238,13 +286,26 @@ def read_dicom(
     allow_irregular: bool = False,
 ) -> Volume:
     """Read one DICOM series (folder, zip or single file) into a :class:`Volume` with a RAS affine."""
+    import struct
+
+    try:
+        return _read_dicom(Path(path), modality, series, allow_irregular)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, NotImplementedError, OverflowError,
+            ZeroDivisionError, struct.error) as exc:
+        # Malformed values in a header (a DS that is not a number, a sequence cut short ...) surface
+        # only when used; they are the file's fault, so say so in one line.
+        raise InputError(f"cannot read DICOM series in '{Path(path).name}': a header value is malformed "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+                         "the files are corrupt; re-export the series") from exc
+
+
+def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irregular: bool) -> Volume:
     from ..modalities import from_dicom
 
-    path = Path(path)
     with dicom_source(path) as src:
-        chosen = _select(scan_series(src), series, path)
-        headers = [(f, _read_header(f)) for f in chosen.files]
-        headers = [(f, ds) for f, ds in headers if ds is not None]
+        found = scan_series(src)
+        chosen = _select(found, series, path)
+        headers = list(zip(chosen.files, chosen.headers, strict=True))
         notes: list[str] = []
         # Localizers and odd orientations are not part of the volume.
         kept = [(f, ds) for f, ds in headers if not _is_localizer(ds)]
@@ -324,7 +385,10 @@ def read_dicom(
 
         slices, slopes, inters = [], [], []
         ds_px = None
-        for f, _ in kept:
+        resc = [(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)) for _, ds in kept]
+        integral = all(sl == 1.0 and it == round(it) for sl, it in resc)
+        fast = _read_pixels_itk([f for f, _ in kept], ds0, integral) if frames == 1 else None
+        for f, _ in ([] if fast is not None else kept):
             ds_px, px = _pixels(f)
             slope = float(ds_px.get("RescaleSlope", 1) or 1)
             inter = float(ds_px.get("RescaleIntercept", 0) or 0)
@@ -335,8 +399,11 @@ def read_dicom(
                 inters.append(inter)
         if frames > 1:
             notes.append("multi-frame image: frames stacked with SliceThickness spacing")
-        raw = np.stack(slices, axis=-1)
-        arr = _rescale(raw, slopes, inters)
+        if fast is not None:
+            arr = fast
+        else:
+            raw = np.stack(slices, axis=-1)
+            arr = _rescale(raw, slopes, inters)
         if str(ds0.get("PhotometricInterpretation", "")) == "MONOCHROME1":
             notes.append("MONOCHROME1: values kept as stored (bright = low attenuation)")
 
@@ -350,7 +417,7 @@ def read_dicom(
     meta: dict[str, Any] = {
         "format": "dicom",
         "path": str(path),
-        "n_series": None,
+        "n_series": len(found),
         "dicom_modality": dicom_mod,
         "notes": notes,
         "affine": affine.tolist(),
@@ -512,14 +579,21 @@ def write_dicom(
     overwrite: bool = False,
     source_meta: dict[str, Any] | None = None,
     description: str | None = None,
+    anonymize: bool = False,
 ) -> Path:
     """Write ``vol`` as a derived synthetic DICOM series: a folder of ``IM00001.dcm`` ... files.
+
+    ``anonymize`` applies the PS3.15 Basic Profile (:mod:`medm2g_cli.io.anonymize`) to every file.
 
     A path ending in ``.dcm`` writes a single file (2-D images / one-slice volumes only). The folder
     is built in a temporary location and moved into place only when complete.
     """
     path = Path(path)
     datasets = build_series(vol, source_meta=source_meta, description=description)
+    if anonymize:
+        from .anonymize import anonymize_series
+
+        datasets = anonymize_series(datasets)
     if path.suffix.lower() == ".dcm":
         if len(datasets) != 1:
             raise OutputError(f"cannot write {len(datasets)} slices into the single file '{path.name}'",

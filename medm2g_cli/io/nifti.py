@@ -35,6 +35,7 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
     try:
         img = nib.load(str(path))
         hdr = img.header
+        _check_size(path, img)
         # Keep integer data integer unless the header scales it (then float32, like get_fdata).
         slope, inter = hdr.get_slope_inter()
         scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
@@ -71,19 +72,51 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
             "sform_code": int(hdr["sform_code"]),
             "qform_code": int(hdr["qform_code"]),
             "descrip": hdr["descrip"].tobytes().split(b"\x00")[0].decode("latin-1", "replace"),
-            "xyzt_units": hdr.get_xyzt_units(),
+            "xyzt_units": _xyzt_units(hdr),
         }
         if len(shape) >= 4 and shape[3] > 1:
             meta["volume_index"] = volume_index
             meta["n_volumes"] = int(shape[3])
     except InputError:
         raise
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as exc:
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError,
+            nib.spatialimages.HeaderDataError, nib.spatialimages.HeaderTypeError, nib.spatialimages.ImageDataError,
+            OverflowError, MemoryError) as exc:
         raise InputError(
             f"cannot read NIfTI '{path.name}': {' '.join(str(exc).split())[:160] or type(exc).__name__}",
             "the file is truncated or corrupt; re-export or re-download it",
         ) from exc
     return Volume(arr, affine, modality, meta)
+
+
+def _xyzt_units(hdr: Any) -> tuple[str, str]:
+    """The header's units; an unknown unit code (seen in damaged files) is reported, not fatal."""
+    try:
+        return hdr.get_xyzt_units()
+    except KeyError:
+        return ("unknown", "unknown")
+
+
+# deflate cannot expand data more than ~1032:1, so a .nii.gz promising more voxel bytes than that is corrupt.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_size(path: Path, img: Any) -> None:
+    """Refuse headers that cannot describe this file (empty axes, or more voxel bytes than the file can
+    hold): a corrupt or hostile header must not make us allocate terabytes (memory bomb)."""
+    shape = tuple(int(s) for s in img.shape)
+    if not shape or any(s <= 0 for s in shape):
+        raise InputError(f"'{path.name}' has an empty axis (shape {shape})", "the header is corrupt; re-export the file")
+    need = int(np.prod(np.array(shape, dtype=object))) * img.header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    have = size * _MAX_DEFLATE_RATIO if compressed else size - int(img.header["vox_offset"])
+    if need > have:
+        raise InputError(
+            f"'{path.name}' claims {'x'.join(map(str, shape))} voxels ({need / 2**30:.3g} GiB) but the file is "
+            f"only {size} bytes",
+            "the header is corrupt or the file is truncated; re-export it",
+        )
 
 
 def _disk_dtype(arr: np.ndarray) -> np.dtype:

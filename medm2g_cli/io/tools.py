@@ -87,6 +87,7 @@ def convert(
     bits: int = 16,
     allow_irregular: bool = False,
     overwrite: bool = False,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
     """Convert ``src`` to ``dst`` (format from ``format`` or the suffix); returns a summary dict.
 
@@ -118,7 +119,8 @@ def convert(
     source_meta = dict(vol.meta) if vol.meta.get("format") == "dicom" else None
     write_ref = ref_vol if (ref_vol is not None and not _is_picture_folder(src)) else None
     write_volume(vol, dst, format=fmt, overwrite=overwrite, reference=write_ref, source_meta=source_meta,
-                 description=f"converted from {src.name} by medm2g", window=win, bits=bits, axis=axis)
+                 description=f"converted from {src.name} by medm2g", window=win, bits=bits, axis=axis,
+                 anonymize=anonymize)
     out = describe(vol)
     out.update({"input": str(src), "output": str(dst), "input_format": out.pop("format"), "format": fmt})
     if win is not None:

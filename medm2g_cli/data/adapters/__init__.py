@@ -10,6 +10,16 @@ from ...errors import ConfigError
 
 # CLI name -> module (in the order `medm2g prepare --help` lists them)
 ADAPTERS: dict[str, str] = {
+    "ixi": "ixi",
+    "brats2020": "brats",
+    "gold-atlas-pelvis": "gold_atlas",
+    "mimic-cxr": "mimic_cxr",
+    "iu-xray": "iu_xray",
+    "chestxray14": "chestxray14",
+    "sliver07": "sliver07",
+    "acdc": "acdc",
+    "medicat": "medicat",
+    "brain-mri-ct": "brain_mri_ct",
     "phantom": "phantom",
 }
 

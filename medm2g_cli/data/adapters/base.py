@@ -129,6 +129,8 @@ def run_prepare(adapter: Any, src: str | Path, out: str | Path, opts: PrepareOpt
         raise DataError(f"no usable subjects found in '{src}' for {adapter.NAME}", "check the folder layout (see `medm2g prepare --help`)")
     out.mkdir(parents=True, exist_ok=True)
     (out / manifest.PARTS_DIR).mkdir(exist_ok=True)
+    for stale in out.rglob("*.part"):  # temporaries of a killed run (atomic writes never leave finished ones)
+        stale.unlink(missing_ok=True)
     records: dict[str, list[dict[str, Any]]] = {}
     todo: list[Job] = []
     for job in jobs:
@@ -249,3 +251,74 @@ def read_image_2d(path: Path) -> np.ndarray:
     except Exception as exc:
         raise DataError(f"image '{path}' is not readable ({type(exc).__name__})", "re-download the file") from exc
     return arr
+
+
+# -- shared by the dataset adapters ------------------------------------------------------------------
+
+
+def describe_folder(src: Path, n: int = 6) -> str:
+    """A short 'what is there' for error messages: the first entries of ``src`` (or its name)."""
+    src = Path(src)
+    if not src.is_dir():
+        return f"a file '{src.name}'" if src.exists() else "nothing (the path does not exist)"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in src.iterdir() if not p.name.startswith("."))
+    if not names:
+        return "an empty folder"
+    more = f" (+{len(names) - n} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def not_dataset(src: Path, dataset: str, expected: str, hint: str | None = None) -> DataError:
+    """The one-line error for a source folder that is not ``dataset``: what was expected, what was found."""
+    return DataError(f"'{src}' is not a {dataset} folder: expected {expected}; found {describe_folder(src)}",
+                     hint or f"pass the folder of the downloaded {dataset} dataset as distributed")
+
+
+def apply_limit(keys: Sequence[str], opts: PrepareOptions, info: dict[str, Any]) -> list[str]:
+    """The first ``--limit`` of ``keys`` (sorted), applied *before* splitting so the split rule scales down.
+
+    Adds a note to ``info`` (dataset.json) when the limit cut anything.
+    """
+    ordered = sorted(keys)
+    if opts.limit and len(ordered) > opts.limit:
+        info.setdefault("notes", []).append(f"--limit {opts.limit}: {len(ordered)} subjects available, "
+                                            f"the first {opts.limit} in sorted order used")
+        return ordered[: opts.limit]
+    return ordered
+
+
+def limit_per_split(by_split: dict[str, list[str]], opts: PrepareOptions,
+                    info: dict[str, Any]) -> tuple[dict[str, list[str]], bool]:
+    """Keep a given (official) split under ``--limit``: the first items of each split, scaled proportionally.
+
+    Returns ``(kept keys per split, scaled)`` and notes the limit in ``info``.
+    """
+    sizes = [len(by_split.get(sp, [])) for sp in manifest.SPLITS]
+    total = sum(sizes)
+    if not opts.limit or total <= opts.limit:
+        return {sp: sorted(by_split.get(sp, [])) for sp in manifest.SPLITS}, False
+    got, _ = manifest.scaled_counts(opts.limit, sizes)
+    info.setdefault("notes", []).append(f"--limit {opts.limit}: {total} available; the official split "
+                                        f"{'/'.join(map(str, sizes))} scaled to {'/'.join(map(str, got))}")
+    return {sp: sorted(by_split.get(sp, []))[:c] for sp, c in zip(manifest.SPLITS, got, strict=True)}, True
+
+
+def split_fields(rule: str, counts: dict[str, int], scaled: bool) -> dict[str, Any]:
+    """The split part of dataset.json (rule, subject counts, whether it was scaled down)."""
+    return {"split_rule": rule, "splits": {sp: int(counts.get(sp, 0)) for sp in manifest.SPLITS},
+            "split_scaled": bool(scaled)}
+
+
+def save_picture(out: Path, rel: str, img: np.ndarray, size: int, key: str = "xray") -> dict[str, Any]:
+    """Normalise a 2-D picture with ``key``'s preset (X-ray: min/max), fit it to ``size`` and save it at ``rel``.
+
+    Returns how it was normalised (for the record's ``meta.intensity``).
+    """
+    x, how = normalise(np.asarray(img, dtype=np.float32), key)
+    manifest.save_slice(out, rel, to_model_size(x[None], size)[0])
+    return how
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe form of an identifier (for slice folder names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"

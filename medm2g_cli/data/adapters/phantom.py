@@ -20,7 +20,16 @@ import numpy as np
 from ...errors import DataError
 from ...modalities import MRI_CONTRASTS
 from .. import manifest
-from .base import Job, Plan, PrepareOptions, canonical_array, normalise, read_image_2d, to_model_size, write_volume_slices
+from .base import (
+    Job,
+    Plan,
+    PrepareOptions,
+    canonical_array,
+    normalise,
+    read_image_2d,
+    to_model_size,
+    write_volume_slices,
+)
 
 NAME = "phantom"
 DESCRIPTION = "the built-in phantom's plain layout (medm2g phantom brain|chest --layout plain)"
@@ -46,7 +55,15 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
     kind = _kind(src)
     if kind == "brain":
         subjects = sorted(p.parent.name for p in src.glob("sub-*/t1.nii.gz"))
-        split, how = manifest.assign_seeded(subjects, (0.7, 0.1, 0.2), seed=opts.seed)
+        forced = str(opts.extra.get("split", "")).lower()
+        if forced:  # e.g. --option split=test: a held-out cohort scored as a whole
+            if forced not in manifest.SPLITS:
+                raise DataError(f"--option split={forced} is not one of {', '.join(manifest.SPLITS)}", "e.g. split=test")
+            split = dict.fromkeys(subjects, forced)
+            how = {"rule": f"all subjects in {forced} (--option split)", "scaled": False,
+                   "counts": {sp: len(subjects) if sp == forced else 0 for sp in manifest.SPLITS}}
+        else:
+            split, how = manifest.assign_seeded(subjects, (0.7, 0.1, 0.2), seed=opts.seed)
         jobs = [Job(s, split[s], {"kind": "brain", "dir": str(src / s)}) for s in subjects]
         info = {"name": "phantom-brain", "modalities": ["mri", "ct"], "keys": list(BRAIN_KEYS),
                 "flows": ["ct-mri", "t1-t2", "t1-pd", "t2-pd", "t1-flair", "text-ct"],

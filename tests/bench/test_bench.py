@@ -1,0 +1,81 @@
+"""The benchmark code paths run end to end at tiny sizes (``bench/run.py --quick``, ``bench/device.py --dry-run``).
+
+Ratios are not asserted (they are machine-dependent and measured by ``make bench``); the tests check
+that every figure produces its numbers, the JSON is written, and the measured quantities are sane.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.mark.timeout(240)
+def test_run_quick_writes_every_in_process_figure(tmp_path: Path) -> None:
+    from bench.run import main
+
+    out = tmp_path / "results.json"
+    assert main(["--quick", "--only", "1,4,5,6,7", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert {"machine", "versions", "settings", "figures"} <= set(res)
+    f = res["figures"]
+    assert set(f) == {"1", "4", "5", "6", "7"} and not any("error" in v for v in f.values())
+    assert f["1"]["medm2g_slices_per_s"] > 0 and f["1"]["plain_slices_per_s"] > 0
+    assert f["4"]["same_voxels"]  # both readers decoded the same series
+    assert f["5"]["ratio"] > 0
+    assert f["6"]["ddim50"]["psnr_db"] > 0 and f["6"]["time_ratio"] > 0
+    assert f["7"]["presets"]["tiny"]["gflop_per_eval"] > 0
+
+
+def test_plain_baseline_matches_medm2g_translation() -> None:
+    """The figure-1 baseline computes the same thing as medm2g (else the ratio compares different work)."""
+    import numpy as np
+    import torch
+
+    from bench.figures import plain_translate_slice
+    from medm2g_cli.config import SampleConfig
+    from medm2g_cli.engine import Condition, MedM2G
+
+    model = MedM2G.from_preset("tiny", seed=0, modalities=("ct", "mri")).eval()
+    x = torch.rand((1, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sample = SampleConfig(steps=3, guidance=2.0, eta=0.0, seed=5)  # eta 0: no scheduler noise to align
+    ours = model.generate("ct", [Condition("mri", x)], sample=sample)
+    plain = plain_translate_slice(model, x, sample, seed=5)
+    np.testing.assert_allclose(plain.numpy(), ours.numpy(), atol=1e-4)
+
+
+def test_flop_count_sees_attention() -> None:
+    from bench.figures import count_unet_flops
+    from medm2g_cli.config import model_preset
+
+    cfg = model_preset("tiny", modalities=("ct", "mri"))
+    no_attn = model_preset("tiny", modalities=("ct", "mri"), **{"image.attention_levels": (False, False)})
+    assert count_unet_flops(cfg) > count_unet_flops(no_attn) > 0
+
+
+@pytest.mark.timeout(120)
+def test_memory_child_reports_peak() -> None:
+    from bench.figures import _mem_child
+
+    r = _mem_child(64, 3, 1, 2)
+    assert r["output_bytes"] == 64 * 64 * 3 * 4
+    assert r["peak_kb"] >= r["rss_before_kb"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_device_dry_run(tmp_path: Path) -> None:
+    from bench.device import gpu_peak, main
+
+    assert gpu_peak("NVIDIA H200", None) == 989.0 and gpu_peak("x", 5.0) == 5.0
+    out = tmp_path / "device.json"
+    assert main(["--dry-run", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["translate_bf16"]["finite"] and res["translate_bf16"]["slices_per_s"] > 0
+    assert res["unet_forward_bf16"]["compiled"]["s_per_forward"] > 0
+    assert res["train_bf16"]["medm2g_samples_per_s"] > 0
