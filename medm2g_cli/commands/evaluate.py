@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import Device, JsonOut, Overwrite, Seed, Steps, console, print_json
+from ._common import BatchSize, Device, Guidance, JsonOut, Overwrite, Seed, Steps, console, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -78,28 +78,38 @@ def evaluate_model(
     output: OutDir = None,
     fid_weights: FidWeights = None,
     steps: Steps = None,
+    guidance: Guidance = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="ddim|dpm++ (default ddim).", show_default=False)] = None,
     seed: Seed = 0,
+    batch_size: BatchSize = None,
     device: Device = "cpu",
-    limit: Annotated[int | None, typer.Option("--limit", help="Score only the first N samples (quick checks).", show_default=False)] = None,
+    max_subjects: Annotated[int | None, typer.Option("--max-subjects", help="Score only the first N subjects (quick checks).", show_default=False)] = None,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Run a model on a prepared split and score it like the paper (when no subcommand is given)."""
+    """Run a model on a prepared split and score it like the paper (when no subcommand is given).
+
+    The direction is the dataset's default (IXI: T2+T1->PD, BraTS: T2+T1+FLAIR->T1ce, Gold Atlas:
+    T2->CT, report generation: X-ray->report). --dataset defaults to the prepared folder's dataset.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from ..errors import ConfigError
 
-    if dataset is None or task is None or data is None:
+    if task is None or data is None or weights is None:
         if dataset is None and task is None and data is None and weights is None:
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        raise ConfigError("model evaluation needs --dataset, --task, --data and --weights",
+        missing = [n for n, v in (("--task", task), ("--data", data), ("--weights", weights)) if v is None]
+        raise ConfigError(f"model evaluation needs {', '.join(missing)}",
+                          "pass --dataset D --task T --data PREPARED --weights MODEL, "
                           "or use a subcommand: medm2g evaluate images|text|fid")
     from ..metrics.evaluate_model import run_model_eval
 
-    with console().status(f"evaluating {dataset} {task} on the {split} split"):
+    with console().status(f"evaluating {dataset or data} {task} on the {split} split"):
         report = run_model_eval(dataset, task, data, weights, split, output, fid_weights=fid_weights, steps=steps,
-                                seed=seed, device=device, overwrite=overwrite, limit=limit)
+                                guidance=guidance, sampler=sampler, seed=seed, device=device,
+                                batch_size=batch_size or 8, overwrite=overwrite, max_subjects=max_subjects)
     written = [output / n for n in ("summary.json", "per_case.csv", "results.md")] if output else None
     _render(report, json_out, output, overwrite, written=written)
 

@@ -47,6 +47,21 @@ _SERIES_KEYS: tuple[str, ...] = (
     "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "Modality", "FrameOfReferenceUID",
     "BodyPartExamined", "PatientPosition",
 )
+# Every header element the reader uses: the scan parses only these (the rest of a header can be
+# large and is never looked at), which makes scanning a series several times faster.
+HEADER_TAGS: tuple[str, ...] = PATIENT_STUDY_KEYS + _SERIES_KEYS + (
+    "Rows", "Columns", "ImageType", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing",
+    "ImagerPixelSpacing", "SliceThickness", "SpacingBetweenSlices", "NumberOfFrames", "InstanceNumber",
+    "RescaleSlope", "RescaleIntercept", "PhotometricInterpretation", "WindowCenter", "WindowWidth",
+    "PerFrameFunctionalGroupsSequence", "SOPClassUID", "SOPInstanceUID", "BitsAllocated", "PixelRepresentation",
+    "SamplesPerPixel", "EchoTime", "RepetitionTime", "InversionTime", "SeriesTime", "AcquisitionNumber",
+)
+# What the scan reads from every file: grouping, ordering, localizers and rescale. Each series'
+# first file is then read with HEADER_TAGS (descriptions, spacing, patient/study modules).
+SCAN_TAGS: tuple[str, ...] = (
+    "SeriesInstanceUID", "Rows", "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient",
+    "InstanceNumber", "ImageType", "RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence",
+)
 
 # Relative tolerance on slice-step deviation (dicom2nifti uses a similar few-percent rule).
 SPACING_RTOL = 0.05
@@ -106,12 +121,12 @@ def _candidate_files(path: Path) -> list[Path]:
                   and p.name.upper() != "DICOMDIR")
 
 
-def _read_header(p: Path) -> Any | None:
+def _read_header(p: Path, tags: tuple[str, ...] | None = None) -> Any | None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(str(p), stop_before_pixels=True)
+        ds = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=list(tags or HEADER_TAGS))
         for _ in ds:  # pydicom parses elements lazily: a damaged element must fail here, not later
             pass
         return ds
@@ -126,7 +141,7 @@ def scan_series(path: str | Path) -> list[SeriesInfo]:
     path = Path(path)
     groups: dict[str, list[tuple[Path, Any]]] = {}
     for f in _candidate_files(path):
-        ds = _read_header(f)
+        ds = _read_header(f, SCAN_TAGS)  # per-file essentials only; the first file's full header below
         if ds is None or "SeriesInstanceUID" not in ds:
             continue
         if "Rows" not in ds and "PerFrameFunctionalGroupsSequence" not in ds:
@@ -134,7 +149,7 @@ def scan_series(path: str | Path) -> list[SeriesInfo]:
         groups.setdefault(str(ds.SeriesInstanceUID), []).append((f, ds))
     out = []
     for uid, items in groups.items():
-        ds0 = items[0][1]
+        ds0 = _read_header(items[0][0]) or items[0][1]
         number = ds0.get("SeriesNumber")
         out.append(SeriesInfo(uid, str(ds0.get("SeriesDescription", "") or ""),
                               int(number) if number not in (None, "") else None,
@@ -247,9 +262,10 @@ def _read_pixels_itk(files: list[Path], ds0: Any, integral: bool) -> np.ndarray 
         return None
     if arr.ndim != 3 or arr.shape[0] != len(files) or arr.shape[1:] != (int(ds0.Rows), int(ds0.Columns)):
         return None
-    arr = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)))  # -> (column, row, slice) as the pydicom path
+    # -> (column, row, slice) as the pydicom path; a Fortran-ordered view, no copy
+    arr = np.transpose(arr, (2, 1, 0))
     if not integral:  # a real-valued rescale: float32, as the pydicom path gives
-        return arr.astype(np.float32)
+        return arr.astype(np.float32, copy=False)
     if arr.dtype.kind == "f":
         if not (np.all(np.isfinite(arr)) and np.array_equal(arr, np.round(arr))):
             return None
@@ -257,10 +273,10 @@ def _read_pixels_itk(files: list[Path], ds0: Any, integral: bool) -> np.ndarray 
     if arr.dtype.kind in "iu":
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if -32768 <= lo and hi <= 32767:
-            return arr.astype(np.int16)
+            return arr.astype(np.int16, copy=False)
         if 0 <= lo and hi <= 65535:
-            return arr.astype(np.uint16)
-        return arr.astype(np.int32)
+            return arr.astype(np.uint16, copy=False)
+        return arr.astype(np.int32, copy=False)
     return None
 
 
@@ -329,7 +345,7 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
             iop = np.asarray(iops[0], dtype=np.float64)
         else:
             iop = None
-        ds0 = kept[0][1]
+        ds0 = _read_header(kept[0][0]) or kept[0][1]  # the scan kept only per-slice tags
         frames = int(ds0.get("NumberOfFrames", 1) or 1)
         row_sp, col_sp = _pixel_spacing(ds0)
         if iop is None:

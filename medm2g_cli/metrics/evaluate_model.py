@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .fid import FIDResult
-from .protocols import CT_HU_RANGE, ImageEvaluation, evaluate_pair
+from .protocols import CT_HU_RANGE, PROTOCOLS, ImageEvaluation, evaluate_pair, protocol_settings
 from .tables import result_table, results_markdown
 from .text import TextEvaluation, evaluate_texts
 
@@ -142,59 +142,266 @@ def evaluate_predictions(pred: dict[str, Any], ref: dict[str, Any], *, kind: str
         return text_report(ev, task=task, label=label)
     if kind != "image":
         raise ConfigError(f"unknown evaluation kind '{kind}'", "use image or text")
-    cases = [evaluate_pair(k, np.asarray(pred[k], dtype=np.float64), np.asarray(ref[k], dtype=np.float64),
-                           protocol=protocol, modality=modality, mask=mask, hu_range=hu_range) for k in sorted(ref)]
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol '{protocol}'", f"use one of: {', '.join(PROTOCOLS)}")
+    arrays = {k: (np.asarray(pred[k], dtype=np.float64), np.asarray(ref[k], dtype=np.float64)) for k in sorted(ref)}
+    bad = [f"{k}: {'x'.join(map(str, a.shape))} vs {'x'.join(map(str, b.shape))}"
+           for k, (a, b) in arrays.items() if a.shape != b.shape]
+    if bad:
+        raise InputError(f"prediction and reference shapes differ for {len(bad)} case(s): {'; '.join(bad[:5])}"
+                         + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""), "score the same slices on both sides")
+    cases = [evaluate_pair(k, a, b, protocol=protocol, modality=modality, mask=mask, hu_range=hu_range)
+             for k, (a, b) in arrays.items()]
     ev = ImageEvaluation(protocol=protocol, modality=modality, mask=mask, cases=cases,
-                         settings={"data_range": 1.0, "hu_range": list(hu_range) if modality == "ct" else None})
+                         settings=protocol_settings(protocol, modality, mask, hu_range))
     return image_report(ev, dataset=dataset, task=task, setting=setting, label=label)
 
 
 # ------------------------------------------------------------------------------- model evaluation
 
-Predictor = Callable[[str, dict[str, Any]], Any]
-"""``predict(target, sources)``: sources map a key (``t1``, ``xray``, ``text``...) to a batch —
-a tensor [B, 1, H, W] in [-1, 1] or a list of B reports; returns the target batch likewise."""
+Predictor = Callable[..., Any]
+"""``predict(target, sources, seed=...)``: ``sources`` map a key (``t1``, ``xray``, ``text``...) to a
+batch — a tensor [B, 1, H, W] in [-1, 1] or a list of B reports; returns the target batch likewise
+(images [B, 1, h, w] in [-1, 1], or B reports). Row ``i`` of the batch is drawn with seed ``seed + i``."""
+
+KNOWN_DATASETS = tuple(dict.fromkeys(d for d, _ in EVAL_SPECS))
+
+
+@dataclass
+class _Sample:
+    """One usable manifest record of the evaluated split."""
+
+    id: str
+    subject: str
+    order: tuple[int, str]
+    files: dict[str, str]
+    text: str | None
+    meta: dict[str, Any]
 
 
 def engine_predictor(weights: Path, *, device: str = "cpu", steps: int | None = None, guidance: float | None = None,
-                     seed: int = 0, max_length: int | None = None) -> tuple[Predictor, int]:
-    """A :data:`Predictor` backed by the MedM2G engine, and the model's image size."""
+                     sampler: str | None = None, needed: Sequence[str] = (),
+                     max_length: int | None = None) -> tuple[Predictor, int]:
+    """A :data:`Predictor` backed by the MedM2G engine (loaded as ``medm2g translate`` loads it), and
+    the model's image size. ``needed`` branches are checked from ``medm2g.json`` before any weight is read."""
     from ..config import SampleConfig
-    from ..engine.model import Condition, MedM2G
+    from ..engine.model import Condition
+    from ..inference import runtime
 
-    model = MedM2G.from_pretrained(weights, device=device)
-    sample = SampleConfig(seed=seed)
+    path = runtime.resolve_weights(weights)
+    runtime.check_branches(path, needed)
+    import torch
+
+    model = runtime.load_model(path, runtime.select_device(device))
+    base = SampleConfig()
     if steps is not None:
-        sample.steps = steps
+        base.steps = steps
     if guidance is not None:
-        sample.guidance = guidance
+        base.guidance = guidance
+    if sampler is not None:
+        base.sampler = sampler  # type: ignore[assignment]
+    base.validate()
 
-    def predict(target: str, sources: dict[str, Any]) -> Any:
+    def predict(target: str, sources: dict[str, Any], seed: int = 0) -> Any:
         conds = [Condition(k, v.to(model.device) if hasattr(v, "to") else v) for k, v in sources.items()]
-        out = model.generate(target, conds, sample=sample, max_length=max_length)
+        sample = SampleConfig(steps=base.steps, eta=base.eta, guidance=base.guidance, sampler=base.sampler, seed=seed)
+        with torch.inference_mode():
+            out = model.generate(target, conds, sample=sample, max_length=max_length)
         return out if isinstance(out, list) else out.detach().float().cpu()
 
     return predict, int(model.image_size)
 
 
-def run_model_eval(dataset: str, task: str, data_dir: Path, weights: Path | None, split: str = "test",
-                   out: Path | None = None, *, predictor: Predictor | None = None, image_size: int | None = None,
-                   device: str = "cpu", steps: int | None = None, seed: int = 0, batch_size: int = 8,
-                   fid_weights: Path | None = None, overwrite: bool = False, limit: int | None = None) -> EvalReport:
-    """Run the model on a prepared split and score it the way the supplement's table does.
+def _resolve_dataset(dataset: str | None, task: str, info: dict[str, Any], keys: set[str]) -> tuple[str, EvalSpec, list[str]]:
+    """The dataset whose protocol and published rows apply, its spec, and notes.
 
-    Images: prepared slices (model range [-1, 1]) of each subject are generated from the sources
-    and stacked per subject; both sides go back to [0, 1] (CT back to HU through the model window)
-    and are scored with the default protocol. Reports: generated from the X-rays, scored with the
-    R2Gen protocol. FID tasks: generated and reference slices are written as 8-bit PNG (identical
-    windowing) and compared with the FID Inception (``fid_weights`` needed, checked first).
-    ``predictor`` replaces the engine (tests, other back-ends).
+    Given: that one. Not given: the prepared folder's name when it is a known dataset, else the
+    first dataset (in the supplement's order) whose default direction for ``task`` the folder can
+    feed (a phantom cohort prepared with ``medm2g prepare phantom`` is scored as IXI T2+T1→PD).
     """
-    from ..training.datasets import TrainingData, load_image
-
+    notes: list[str] = []
+    folder_name = str(info.get("name") or "")
+    fn = folder_name.lower().replace("_", "-")
+    fn = "brats2020" if fn == "brats" else fn
+    if dataset is None:
+        t = TASK_ALIASES.get(task.lower(), task.lower())
+        if (fn, t) in EVAL_SPECS:
+            dataset = fn
+        else:
+            fits = [d for (d, tk), sp in EVAL_SPECS.items() if tk == t and set(_needed(sp)) <= keys]
+            if not fits:
+                get_spec(fn or "?", task)  # raises the one-line "no evaluation defined" error
+                raise DataError(f"the prepared folder '{folder_name}' has no data for task '{task}' (it has: "
+                                f"{', '.join(sorted(keys)) or 'nothing'})", "prepare a dataset with the task's modalities")
+            dataset = fits[0]
+            notes.append(f"prepared folder '{folder_name}' scored with the {dataset} protocol "
+                         "(its published numbers are for the real dataset)")
     spec = get_spec(dataset, task)
     d = dataset.lower().replace("_", "-")
     d = "brats2020" if d == "brats" else d
+    if fn and fn != d and not notes:
+        notes.append(f"prepared folder is '{folder_name}', scored as {d} (published numbers are for the real {d})")
+    return d, spec, notes
+
+
+def _needed(spec: EvalSpec) -> tuple[str, ...]:
+    return (*spec.sources, spec.target)
+
+
+def _file_key(files: dict[str, str], key: str) -> str | None:
+    """The manifest file entry for ``key``: itself, or for ``mri`` the first MRI contrast present."""
+    from ..modalities import MRI_CONTRASTS
+
+    if key in files:
+        return key
+    if key == "mri":
+        return next((c for c in MRI_CONTRASTS if c in files), None)
+    return None
+
+
+def _has(rec: dict[str, Any], key: str) -> bool:
+    if key == "text":
+        return bool(rec.get("text"))
+    return _file_key(rec.get("files") or {}, key) is not None
+
+
+def _available(samples: Sequence[dict[str, Any]]) -> set[str]:
+    keys: set[str] = set()
+    for r in samples:
+        keys |= set(r.get("files") or {})
+        if r.get("text"):
+            keys.add("text")
+    return keys
+
+
+def load_split(data_dir: Path, split: str, spec: EvalSpec,
+               max_subjects: int | None = None) -> tuple[dict[str, Any], dict[str, list[_Sample]], list[str]]:
+    """The split's samples that hold every key of ``spec``, grouped by subject (slices in order).
+
+    Returns ``(dataset.json, {subject: samples}, notes)``; subjects are sorted, and ``max_subjects``
+    keeps the first ones. A split without such samples stops with one line naming what it has.
+    """
+    from ..data.manifest import SPLITS, load_manifest
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'", f"use one of: {', '.join(SPLITS)}")
+    info, samples = load_manifest(data_dir)
+    in_split = [r for r in samples if r["split"] == split]
+    if not in_split:
+        counts = {sp: sum(1 for r in samples if r["split"] == sp) for sp in SPLITS}
+        raise DataError(f"the {split} split of '{data_dir}' is empty (samples per split: "
+                        + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")", "choose another --split")
+    need = _needed(spec)
+    usable = [r for r in in_split if all(_has(r, k) for k in need)]
+    if not usable:
+        raise DataError(f"evaluating {spec.setting} needs {' + '.join(need)} in the {split} split, but "
+                        f"'{data_dir}' has only: {', '.join(sorted(_available(in_split))) or 'nothing'}",
+                        "pass a prepared folder with those modalities (or another --dataset/--task)")
+    notes: list[str] = []
+    if len(usable) < len(in_split):
+        notes.append(f"{len(in_split) - len(usable)} of {len(in_split)} {split} samples lack "
+                     f"{' or '.join(need)} and were skipped")
+    groups: dict[str, list[_Sample]] = {}
+    for r in usable:
+        meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+        idx = meta.get("slice")
+        order = (int(idx) if isinstance(idx, (int, float)) else 0, r["id"])
+        groups.setdefault(r["subject"], []).append(
+            _Sample(r["id"], r["subject"], order, dict(r.get("files") or {}), r.get("text"), meta))
+    subjects = sorted(groups)
+    if max_subjects is not None:
+        if max_subjects < 1:
+            raise ConfigError(f"--max-subjects {max_subjects} is not positive", "use 1 or more")
+        if len(subjects) > max_subjects:
+            notes.append(f"max_subjects {max_subjects}: the first {max_subjects} of {len(subjects)} subjects "
+                         "(sorted) were scored")
+            subjects = subjects[:max_subjects]
+    return info, {s: sorted(groups[s], key=lambda x: x.order) for s in subjects}, notes
+
+
+def _units(sample: _Sample, key: str, info: dict[str, Any]) -> tuple[Any, str]:
+    """The map from the model range back to the units of ``key`` for one sample, and its description.
+
+    ``meta.intensity[key]`` (written by ``medm2g prepare``) first; else the folder's fixed window
+    for the modality (CT); else [0, 1].
+    """
+    from ..data.transforms import IntensityScale
+    from ..modalities import CT_WINDOWS, split_target
+
+    mod = split_target(key)[0] if key != "text" else "text"
+    d = (sample.meta.get("intensity") or {}).get(_file_key(sample.files, key) or key)
+    if isinstance(d, dict) and "low" in d and "high" in d:
+        return IntensityScale(str(d.get("modality", mod)), str(d.get("mode", "recorded")), float(d["low"]),
+                              float(d["high"])), "meta.intensity of each sample"
+    pre = ((info.get("preprocessing") or {}).get("intensity") or {}) if isinstance(info.get("preprocessing"), dict) else {}
+    w = pre.get(mod) if isinstance(pre, dict) else None
+    if isinstance(w, dict) and w.get("mode") == "window" and "low" in w and "high" in w:
+        return IntensityScale(mod, "window", float(w["low"]), float(w["high"])), "dataset.json preprocessing window"
+    if mod == "ct":
+        lo, hi = CT_WINDOWS["model"]
+        return IntensityScale("ct", "window", lo, hi), f"the model CT window {lo:g}..{hi:g} HU (no intensity recorded)"
+    return IntensityScale(mod, "unit", 0.0, 1.0), "[-1, 1] -> [0, 1] (no intensity recorded)"
+
+
+def _to_model(arrs: list[np.ndarray], size: int) -> Any:
+    """Slices [-1, 1] -> tensor [B, 1, size, size] (antialiased bilinear when the sizes differ)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    t = torch.from_numpy(np.stack(arrs).astype(np.float32))[:, None]
+    if t.shape[-2:] != (size, size):
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t.clamp(-1.0, 1.0)
+
+
+def _from_model(t: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Generated batch [B, 1, h, w] -> numpy [B, H, W] on the reference grid (bilinear when they differ)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    x = torch.as_tensor(t, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if tuple(x.shape[-2:]) != tuple(shape):
+        x = F.interpolate(x, size=shape, mode="bilinear", antialias=x.shape[-1] > shape[-1], align_corners=False)
+    return x[:, 0].numpy().astype(np.float64)
+
+
+def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: str, split: str = "test",
+                      steps: int | None = None, max_subjects: int | None = None, out: str | Path | None = None, *,
+                      dataset: str | None = None, device: str = "cpu", seed: int = 0, batch_size: int = 8,
+                      guidance: float | None = None, sampler: str | None = None, fid_weights: str | Path | None = None,
+                      overwrite: bool = False, predictor: Predictor | None = None,
+                      image_size: int | None = None) -> EvalReport:
+    """Run a model on one split of a prepared folder and score it the way the supplement's tables do.
+
+    ``data_dir``: a folder from ``medm2g prepare``/``phantom`` (``dataset.json`` + ``samples.jsonl``
+    + slices in [-1, 1]). ``task``: ``mri-synthesis``, ``mri-ct-translation``, ``report-generation``,
+    ``image-generation`` or ``xray-generation``; the direction is the dataset's default
+    (:data:`EVAL_SPECS`, e.g. IXI T2+T1→PD). ``dataset`` picks the protocol and the published rows;
+    by default the folder's own name, or for phantom folders the first dataset the data can feed.
+
+    Images: every usable slice of the split is generated from its sources (slice ``i`` with seed
+    ``seed + i``: independent of ``batch_size``), mapped back to physical units with the reference's
+    ``meta.intensity`` (HU for CT; the same map for prediction and reference), stacked per subject
+    and scored with the default protocol — PSNR and Gaussian SSIM per slice, averaged per subject,
+    mean ± std across subjects (SSIM in %); CT adds MAE in HU inside the body mask. Reports:
+    generated from the X-ray and scored with the R2Gen protocol. FID tasks: both sets windowed
+    identically to 8-bit PNG and compared with the FID Inception (``fid_weights`` checked first).
+
+    ``out``: a new folder for ``summary.json``, ``per_case.csv`` and ``results.md`` (checked before
+    any work; ``overwrite`` to replace). ``predictor`` replaces the engine (other back-ends, tests);
+    ``weights`` may then be None. Returns the :class:`EvalReport` (``.summary``, ``.per_case``,
+    ``.markdown``, ``.headers``/``.rows`` for a table).
+    """
+    import time
+
+    from ..data.manifest import load_manifest, load_slice
+
+    t0 = time.perf_counter()
+    data_dir = Path(data_dir)
+    info, all_samples = load_manifest(data_dir)
+    d, spec, notes = _resolve_dataset(dataset, task, info, _available([r for r in all_samples if r["split"] == split]))
     t = TASK_ALIASES.get(task.lower(), task.lower())
     if spec.kind == "fid":
         from .fid import resolve_fid_weights
@@ -204,81 +411,103 @@ def run_model_eval(dataset: str, task: str, data_dir: Path, weights: Path | None
         from ..io.atomic import check_output
 
         check_output(out, overwrite)
-    data = TrainingData([data_dir], split=split)
-    need = (*spec.sources, spec.target)
-    records = data.require(*need, purpose=f"evaluating {d} {spec.setting}")
-    if limit:
-        records = records[:limit]
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size} is not positive", "use 1 or more")
+    info, groups, more_notes = load_split(data_dir, split, spec, max_subjects)
+    notes += more_notes
     if predictor is None:
         if weights is None:
             raise ConfigError("model evaluation needs --weights MODEL", "pass the trained model folder")
-        predictor, image_size = engine_predictor(Path(weights), device=device, steps=steps, seed=seed)
-    size = image_size or 64
+        predictor, image_size = engine_predictor(Path(weights), device=device, steps=steps, guidance=guidance,
+                                                 sampler=sampler, needed=_needed(spec))
+    size = int(image_size or 64)
+    flat = [s for subj in groups for s in groups[subj]]
 
+    def image(s: _Sample, key: str) -> np.ndarray:
+        return load_slice(data_dir, s.files[_file_key(s.files, key) or key])
+
+    refs: list[Any] = [s.text or "" for s in flat] if spec.kind == "text" else [image(s, spec.target) for s in flat]
+    if spec.kind != "text":
+        shapes = sorted({r.shape for r in refs})
+        if len(shapes) > 1 and spec.kind == "image":
+            by = {s.subject: refs[i].shape for i, s in enumerate(flat)}
+            raise DataError(f"reference slices of the {split} split differ in size ({', '.join(f'{a}x{b}' for a, b in shapes)}; "
+                            f"e.g. {', '.join(f'{k}: {v[0]}x{v[1]}' for k, v in list(by.items())[:4])})",
+                            "re-run medm2g prepare with one --size")
     preds: list[Any] = []
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
+    t1 = time.perf_counter()
+    for start in range(0, len(flat), batch_size):
+        batch = flat[start : start + batch_size]
         sources: dict[str, Any] = {}
         for key in spec.sources:
-            if key == "text":
-                sources[key] = [r.text or "" for r in batch]
-            else:
-                import torch
-
-                sources[key] = torch.stack([load_image(r, key, size) for r in batch])
-        out_b = predictor(spec.target, sources)
-        preds += list(out_b) if isinstance(out_b, list) else [x for x in out_b]
+            sources[key] = [s.text or "" for s in batch] if key == "text" else _to_model([image(s, key) for s in batch], size)
+        got = predictor(spec.target, sources, seed=seed + start)
+        if isinstance(got, list):
+            preds += [str(x) for x in got]
+        else:
+            arr = _from_model(got, refs[start].shape)
+            preds += list(arr)
+        if len(preds) != start + len(batch):
+            raise DataError(f"the model returned {len(preds) - start} outputs for {len(batch)} inputs",
+                            "check the weights (one output per input row is expected)")
+    t_model = time.perf_counter() - t1
 
     if spec.kind == "text":
-        pred = {r.id: str(p) for r, p in zip(records, preds, strict=True)}
-        ref = {r.id: r.text or "" for r in records}
-        report = evaluate_predictions(pred, ref, kind="text", dataset=d, task=t, setting=spec.setting)
+        report = evaluate_predictions({s.id: p for s, p in zip(flat, preds, strict=True)},
+                                      {s.id: r for s, r in zip(flat, refs, strict=True)},
+                                      kind="text", dataset=d if d in ("iu-xray", "mimic-cxr") else "iu-xray",
+                                      task=t, setting=spec.setting)
+    elif spec.kind == "image":
+        from ..modalities import split_target
+
+        modality = split_target(spec.target)[0]
+        pred: dict[str, list[np.ndarray]] = {}
+        ref: dict[str, list[np.ndarray]] = {}
+        how: set[str] = set()
+        for s, p, r in zip(flat, preds, refs, strict=True):
+            scale, desc = _units(s, spec.target, info)
+            how.add(desc)
+            pred.setdefault(s.subject, []).append(scale.inverse(p).astype(np.float64))
+            ref.setdefault(s.subject, []).append(scale.inverse(r).astype(np.float64))
+        units = "HU" if modality == "ct" else "physical (prepared intensity scale)"
+        report = evaluate_predictions({k: np.stack(v) for k, v in pred.items()}, {k: np.stack(v) for k, v in ref.items()},
+                                      kind="image", dataset=d, task=t, setting=spec.setting, modality=modality,
+                                      mask=spec.mask)
+        report.summary.setdefault("settings", {})["units"] = (
+            f"prediction and reference mapped from [-1, 1] back to {units} with the reference's scale "
+            f"({'; '.join(sorted(how))})")
     else:
-        refs = [load_image(r, spec.target, size)[0].numpy().astype(np.float64) for r in records]
-        gens = [np.asarray(p, dtype=np.float64).reshape(refs[0].shape) for p in preds]
-        if spec.kind == "image":
-            report = _score_slices(records, gens, refs, spec, d, t)
-        else:
-            report = _score_fid(gens, refs, spec, d, t, fid_weights)
-    report.summary.update({"split": split, "data": str(data_dir), "weights": str(weights) if weights else None})
+        report = _score_fid(preds, refs, spec, d, t, fid_weights)
+    report.summary.update({
+        "dataset": d, "task": t, "setting": spec.setting, "split": split, "data": str(data_dir),
+        "prepared_name": info.get("name"), "weights": str(weights) if weights is not None else None,
+        "direction": {"target": spec.target, "sources": list(spec.sources)},
+        "n_samples": len(flat), "model_image_size": size,
+        "prepared_size": (info.get("preprocessing") or {}).get("size") if isinstance(info.get("preprocessing"), dict) else None,
+        "sampler": {"steps": steps, "guidance": guidance, "sampler": sampler, "seed": seed,
+                    "note": "None = the engine default (DDIM, 50 steps, guidance 2.0, Table A3)"},
+        "seconds": {"model": round(t_model, 3), "total": round(time.perf_counter() - t0, 3)},
+    })
+    if info.get("split_scaled"):
+        notes.append("the folder's split was scaled down from the paper's rule (fewer subjects than the paper used)")
+    if notes:
+        report.summary["notes"] = list(report.summary.get("notes") or []) + notes
+        report.markdown = results_markdown(report.title, report.summary, dataset=d, task=t, setting=spec.setting)
     if out is not None:
         from .tables import write_results
 
-        write_results(out, report.summary, report.per_case, report.markdown, overwrite=overwrite)
+        write_results(Path(out), report.summary, report.per_case, report.markdown, overwrite=overwrite)
     return report
 
 
-def _to_units(x: np.ndarray, modality: str) -> np.ndarray:
-    """Model range [-1, 1] back to [0, 1] (CT: back to HU through the model window)."""
-    from ..modalities import CT_WINDOWS
-
-    u = (np.clip(x, -1.0, 1.0) + 1.0) / 2.0
-    if modality == "ct":
-        lo, hi = CT_WINDOWS["model"]
-        return lo + u * (hi - lo)
-    return u
-
-
-def _score_slices(records: Sequence[Any], gens: list[np.ndarray], refs: list[np.ndarray], spec: EvalSpec,
-                  dataset: str, task: str) -> EvalReport:
-    from ..modalities import split_target
-
-    modality = split_target(spec.target)[0]
-    by_subject: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    for r, g, f in sorted(zip(records, gens, refs, strict=True), key=lambda x: (x[0].subject or x[0].id, x[0].id)):
-        p, q = by_subject.setdefault(r.subject or r.id, ([], []))
-        p.append(_to_units(g, modality))
-        q.append(_to_units(f, modality))
-    if not by_subject:
-        raise DataError("no samples to evaluate", "check --split and the prepared folder")
-    pred = {k: np.stack(v[0]) for k, v in by_subject.items()}
-    ref = {k: np.stack(v[1]) for k, v in by_subject.items()}
-    return evaluate_predictions(pred, ref, kind="image", dataset=dataset, task=task, setting=spec.setting,
-                                modality=modality, mask=spec.mask)
+def run_model_eval(dataset: str | None, task: str, data_dir: Path, weights: Path | None, split: str = "test",
+                   out: Path | None = None, **kwargs: Any) -> EvalReport:
+    """``medm2g eval``: :func:`evaluate_prepared` with the dataset first (kept for the command)."""
+    return evaluate_prepared(data_dir, weights, task, split, out=out, dataset=dataset, **kwargs)
 
 
 def _score_fid(gens: list[np.ndarray], refs: list[np.ndarray], spec: EvalSpec, dataset: str, task: str,
-               fid_weights: Path | None) -> EvalReport:
+               fid_weights: str | Path | None) -> EvalReport:
     from PIL import Image
 
     from .fid import compute_fid

@@ -327,6 +327,13 @@ def evaluate_images(pred: Path, ref: Path, *, protocol: str = "default", modalit
                          "resample predictions onto the reference grids")
     cases = [evaluate_pair(n, a, b, protocol=protocol, modality=modality, mask=mask, hu_range=hu_range, crop=crop)
              for n, a, b in loaded]
+    return ImageEvaluation(protocol=protocol, modality=modality, mask=mask, cases=cases,
+                           settings=protocol_settings(protocol, modality, mask, hu_range, crop))
+
+
+def protocol_settings(protocol: str, modality: str, mask: str, hu_range: tuple[float, float] = CT_HU_RANGE,
+                      crop: tuple[int, int] = SYNDIFF_CROP) -> dict[str, Any]:
+    """The settings recorded next to every number of a protocol (summary.json and results.md)."""
     settings: dict[str, Any] = {"data_range": 1.0, "ssim": "gaussian sigma 1.5, K1 0.01, K2 0.03, population covariance"}
     if protocol == "default":
         settings["normalisation"] = (f"clip to HU {list(hu_range)}, map to [0, 1]" if modality == "ct"
@@ -337,12 +344,13 @@ def evaluate_images(pred: Path, ref: Path, *, protocol: str = "default", modalit
                          "ssim_note": "not computed by SynDiff's test.py; toolkit SSIM on the same cropped slices"})
     if modality == "ct":
         settings["hu_range"] = list(hu_range)
-        settings["mae"] = f"|pred - ref| in HU, both clipped to {list(hu_range)}, inside the {mask} mask"
+        settings["mae"] = (f"|pred - ref| in HU, both clipped to {list(hu_range)}, "
+                           + (f"inside the {mask} mask" if mask != "none" else "over the whole image"))
     if mask != "none":
-        settings["mask"] = (f"from the reference: HU > {BODY_THRESHOLD_HU}" if modality == "ct"
+        settings["mask_rule"] = (f"from the reference: HU > {BODY_THRESHOLD_HU}" if modality == "ct"
                             else f"from the reference: > {RELATIVE_MASK_THRESHOLD[mask]} x its maximum") + \
             ", holes filled per slice, largest component; selects the evaluated slices"
-    return ImageEvaluation(protocol=protocol, modality=modality, mask=mask, cases=cases, settings=settings)
+    return settings
 
 
 def _shape(a: np.ndarray) -> str:
