@@ -31,6 +31,7 @@ Eta = Annotated[float | None, typer.Option("--eta", help="DDIM eta (default 1.0)
 Sampler = Annotated[str, typer.Option("--sampler", help="ddim|dpm++ (DPM-Solver++ needs fewer steps).")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical outputs.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Slices per forward pass (default: chosen from free memory).", show_default=False)]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs).")]
 SkipVerify = Annotated[bool, typer.Option("--skip-verify", help="Load weights even if their sha256 does not match medm2g.json.")]
 
 

@@ -18,12 +18,14 @@ OutFormat = Annotated[str | None, typer.Option("--format", "-f", help="nifti|dic
 
 
 def settings(weights: Path | None, device: str, precision: str, steps: int | None, guidance: float | None,
-             eta: float | None, sampler: str, seed: int, batch_size: int | None, skip_verify: bool = False) -> Any:
+             eta: float | None, sampler: str, seed: int, batch_size: int | None, skip_verify: bool = False,
+             compile_: bool = False) -> Any:
     """The API's InferenceSettings from the common options."""
     from ..inference.runtime import InferenceSettings
 
     return InferenceSettings(weights=weights, device=device, precision=precision, steps=steps, guidance=guidance,
-                             eta=eta, sampler=sampler, seed=seed, batch_size=batch_size, verify=not skip_verify)
+                             eta=eta, sampler=sampler, seed=seed, batch_size=batch_size, verify=not skip_verify,
+                             compile=compile_)
 
 
 def log(message: str) -> None:

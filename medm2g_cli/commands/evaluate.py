@@ -84,6 +84,7 @@ def evaluate_model(
     batch_size: BatchSize = None,
     device: Device = "cpu",
     max_subjects: Annotated[int | None, typer.Option("--max-subjects", help="Score only the first N subjects (quick checks).", show_default=False)] = None,
+    no_meteor: Annotated[bool, typer.Option("--no-meteor", help="Report tasks: skip METEOR (it starts a Java process).")] = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -109,7 +110,8 @@ def evaluate_model(
     with console().status(f"evaluating {dataset or data} {task} on the {split} split"):
         report = run_model_eval(dataset, task, data, weights, split, output, fid_weights=fid_weights, steps=steps,
                                 guidance=guidance, sampler=sampler, seed=seed, device=device,
-                                batch_size=batch_size or 8, overwrite=overwrite, max_subjects=max_subjects)
+                                batch_size=batch_size or 8, overwrite=overwrite, max_subjects=max_subjects,
+                                meteor=not no_meteor)
     written = [output / n for n in ("summary.json", "per_case.csv", "results.md")] if output else None
     _render(report, json_out, output, overwrite, written=written)
 

@@ -10,6 +10,7 @@ import typer
 from . import _infer_options as opts
 from ._common import (
     BatchSize,
+    Compile,
     Device,
     Eta,
     Guidance,
@@ -55,6 +56,7 @@ def synthesize(
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
+    compile_: Compile = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -63,7 +65,7 @@ def synthesize(
     from ..api import synthesize as run
 
     specs = [parse_input_spec(s) for s in inputs]
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify)
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
         rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
                   preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog)

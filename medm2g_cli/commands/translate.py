@@ -10,6 +10,7 @@ import typer
 from . import _infer_options as opts
 from ._common import (
     BatchSize,
+    Compile,
     Device,
     Eta,
     Guidance,
@@ -60,6 +61,7 @@ def translate(
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
+    compile_: Compile = False,
     anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
@@ -67,7 +69,7 @@ def translate(
     """Translate a volume to another modality or MRI contrast, slice by slice, on the input grid."""
     from ..api import translate_path
 
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify)
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
     with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
         rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
                              resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,

@@ -389,6 +389,10 @@ class MedM2G(nn.Module):
                               "give fewer image conditions")
         c = like.shape[1]
         out = like.new_zeros(like.shape[0], c * slots, *like.shape[2:])
+        # Slots follow one canonical order of source names (t1 before t2 before ct ...), so
+        # `--input t2=... --input t1=...` and training's t1+t2 fill the same slots.
+        rank = {k: i for i, k in enumerate((*modalities.MRI_CONTRASTS, "mri", "ct", "xray", "text"))}
+        sources = sorted(sources, key=lambda kv: rank.get(str(kv[0]).lower(), len(rank)))
         for i, (_, z) in enumerate(sources):
             out[:, i * c:(i + 1) * c] = z
         return out

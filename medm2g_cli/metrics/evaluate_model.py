@@ -122,7 +122,8 @@ def _finish(title: str, summary: dict[str, Any], per_case: list[dict[str, Any]],
 def evaluate_predictions(pred: dict[str, Any], ref: dict[str, Any], *, kind: str, dataset: str | None = None,
                          task: str | None = None, setting: str | None = None, modality: str = "mri",
                          protocol: str = "default", mask: str = "none",
-                         hu_range: tuple[float, float] = CT_HU_RANGE, label: str = "medm2g") -> EvalReport:
+                         hu_range: tuple[float, float] = CT_HU_RANGE, label: str = "medm2g",
+                         meteor: bool = True) -> EvalReport:
     """Score in-memory prediction/reference pairs matched by key.
 
     ``kind="image"``: values are (n_slices, H, W) stacks per subject in the same intensity units
@@ -137,9 +138,9 @@ def evaluate_predictions(pred: dict[str, Any], ref: dict[str, Any], *, kind: str
                          f"{', '.join(only_p[:8]) or '-'}; only in references: {', '.join(only_r[:8]) or '-'})",
                          "score the same cases on both sides")
     if kind == "text":
-        ev = evaluate_texts({k: str(v) for k, v in pred.items()}, {k: str(v) for k, v in ref.items()},
-                            dataset=dataset or "iu-xray")
-        return text_report(ev, task=task, label=label)
+        tev = evaluate_texts({k: str(v) for k, v in pred.items()}, {k: str(v) for k, v in ref.items()},
+                             dataset=dataset or "iu-xray", meteor=meteor)
+        return text_report(tev, task=task, label=label)
     if kind != "image":
         raise ConfigError(f"unknown evaluation kind '{kind}'", "use image or text")
     if protocol not in PROTOCOLS:
@@ -303,7 +304,8 @@ def load_split(data_dir: Path, split: str, spec: EvalSpec,
                      f"{' or '.join(need)} and were skipped")
     groups: dict[str, list[_Sample]] = {}
     for r in usable:
-        meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+        raw_meta = r.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         idx = meta.get("slice")
         order = (int(idx) if isinstance(idx, (int, float)) else 0, r["id"])
         groups.setdefault(r["subject"], []).append(
@@ -371,7 +373,7 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
                       steps: int | None = None, max_subjects: int | None = None, out: str | Path | None = None, *,
                       dataset: str | None = None, device: str = "cpu", seed: int = 0, batch_size: int = 8,
                       guidance: float | None = None, sampler: str | None = None, fid_weights: str | Path | None = None,
-                      overwrite: bool = False, predictor: Predictor | None = None,
+                      overwrite: bool = False, meteor: bool = True, predictor: Predictor | None = None,
                       image_size: int | None = None) -> EvalReport:
     """Run a model on one split of a prepared folder and score it the way the supplement's tables do.
 
@@ -390,8 +392,8 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
     identically to 8-bit PNG and compared with the FID Inception (``fid_weights`` checked first).
 
     ``out``: a new folder for ``summary.json``, ``per_case.csv`` and ``results.md`` (checked before
-    any work; ``overwrite`` to replace). ``predictor`` replaces the engine (other back-ends, tests);
-    ``weights`` may then be None. Returns the :class:`EvalReport` (``.summary``, ``.per_case``,
+    any work; ``overwrite`` to replace). ``meteor=False`` skips METEOR (it starts a Java process).
+    ``predictor`` replaces the engine (other back-ends, tests); ``weights`` may then be None. Returns the :class:`EvalReport` (``.summary``, ``.per_case``,
     ``.markdown``, ``.headers``/``.rows`` for a table).
     """
     import time
@@ -456,7 +458,7 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
         report = evaluate_predictions({s.id: p for s, p in zip(flat, preds, strict=True)},
                                       {s.id: r for s, r in zip(flat, refs, strict=True)},
                                       kind="text", dataset=d if d in ("iu-xray", "mimic-cxr") else "iu-xray",
-                                      task=t, setting=spec.setting)
+                                      task=t, setting=spec.setting, meteor=meteor)
     elif spec.kind == "image":
         from ..modalities import split_target
 

@@ -158,3 +158,31 @@ def test_mismatched_sets_listed_in_one_line():
     assert "only in predictions: s9" in msg and "only in references: s2" in msg and "\n" not in msg
     with pytest.raises(InputError, match=r"shapes differ for 1 case\(s\): s2: 2x16x16 vs 3x16x16"):
         evaluate_predictions({"s1": a, "s2": a}, {"s1": a, "s2": b}, kind="image")
+
+
+def test_reports_scored_with_r2gen_protocol(tmp_path):
+    from medm2g_cli.metrics.text import evaluate_texts
+
+    root = tmp_path / "cxr"
+    reports = {"p1": "The heart is normal in size. No effusion.", "p2": "Lungs are clear. No pneumothorax.",
+               "p3": "Mild cardiomegaly. Small left effusion."}
+    samples = [{"id": k, "subject": k, "split": "test", "text": v,
+                "files": {"xray": save_slice(root, f"slices/{k}.png", _disc(0.2 * (i + 1), 6))}, "meta": {}}
+               for i, (k, v) in enumerate(reports.items())]
+    write_manifest(root, {"name": "iu-xray", "keys": ["xray"]}, samples)
+    seen = []
+
+    def first_sentence(target, sources, seed=0):
+        assert target == "text" and sources["xray"].shape == (len(sources["xray"]), 1, SIZE, SIZE)
+        seen.append(seed)
+        # a deterministic "model": the first sentence of the report whose X-ray has this brightness
+        return [reports[f"p{round(float(x.max()) / 0.2)}"].split(".")[0] + "." for x in sources["xray"]]
+
+    rep = evaluate_prepared(root, None, "report-generation", predictor=first_sentence, image_size=SIZE, batch_size=2,
+                            meteor=False)
+    assert seen == [0, 2]  # one seed base per batch: row i of the split gets seed i
+    direct = evaluate_texts({k: v.split(".")[0] + "." for k, v in reports.items()}, reports, dataset="iu-xray",
+                            meteor=False)
+    assert rep.summary["dataset"] == "iu-xray" and rep.summary["n_reports"] == 3
+    assert {k: rep.summary["metrics"][k] for k in direct.scores} == direct.scores
+    assert 0 < direct.scores["BLEU_1"] < 1

@@ -61,9 +61,12 @@ def test_feature_stats_like_pytorch_fid():
         feature_stats(f[:1])
 
 
-class MeanRGB:
-    """A stand-in feature extractor (the pipeline, not the network, is under test): per-channel
-    mean and standard deviation of each image."""
+class MeanStd:
+    """A stand-in feature extractor (the pipeline, not the network, is under test): mean and
+    standard deviation of each image's first channel, or each channel's mean with ``rgb``."""
+
+    def __init__(self, rgb: bool = False) -> None:
+        self.rgb = rgb
 
     def to(self, device):
         return self
@@ -71,7 +74,9 @@ class MeanRGB:
     def __call__(self, x):
         import torch
 
-        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], 1)
+        if self.rgb:
+            return x.mean(dim=(2, 3))
+        return torch.stack([x[:, 0].mean(dim=(1, 2)), x[:, 0].std(dim=(1, 2))], 1)
 
 
 def _pngs(folder, values, mode="L"):
@@ -87,24 +92,23 @@ def _pngs(folder, values, mode="L"):
 
 
 def test_compute_fid_folders_grey_replicated(tmp_path):
-    import torch
-
     from medm2g_cli.metrics.fid import extract_features
 
     g = _pngs(tmp_path / "g", [40, 90, 120, 200])
     r = _pngs(tmp_path / "r", [60, 100, 150, 180, 220])
-    res = compute_fid(g, r, None, net=MeanRGB(), batch_size=3)
-    fg, _ = extract_features(MeanRGB(), sorted(g.iterdir()), 2)
-    fr, _ = extract_features(MeanRGB(), sorted(r.iterdir()), 2)
-    # grey images are replicated: the three channel means are equal
-    np.testing.assert_allclose(fg[:, 0], fg[:, 2])
-    with torch.no_grad():
-        assert fg[0, 0] == pytest.approx(np.asarray(Image.open(g / "0.png"), float).mean() / 255, abs=1e-5)
+    res = compute_fid(g, r, None, net=MeanStd(), batch_size=3)
+    # grey images are replicated to three channels, each read as 8-bit / 255
+    rgb, rules = extract_features(MeanStd(rgb=True), sorted(g.iterdir()), 2)
+    np.testing.assert_allclose(rgb[:, 0], rgb[:, 2])
+    assert rgb[0, 1] == pytest.approx(np.asarray(Image.open(g / "0.png"), float).mean() / 255, abs=1e-5)
+    assert rules == {"8-bit/255"}
+    fg, _ = extract_features(MeanStd(), sorted(g.iterdir()), 2)
+    fr, _ = extract_features(MeanStd(), sorted(r.iterdir()), 2)
     expected = frechet_distance(fg.mean(0), np.cov(fg, rowvar=False), fr.mean(0), np.cov(fr, rowvar=False))
     assert res.fid == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert (res.n_pred, res.n_ref) == (4, 5) and res.summary()["n_pred"] == 4
     with pytest.raises(InputError, match="different bit depths"):
-        compute_fid(g, _pngs(tmp_path / "r16", [60, 100], mode="I;16"), None, net=MeanRGB())
+        compute_fid(g, _pngs(tmp_path / "r16", [60, 100], mode="I;16"), None, net=MeanStd())
 
 
 def test_missing_weights_names_file_and_source(monkeypatch, tmp_path):
