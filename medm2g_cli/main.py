@@ -11,6 +11,9 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import typer
 
@@ -129,7 +132,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _trap_sigterm() -> object:
+def _trap_sigterm() -> Callable[[int, FrameType | None], Any] | int | None:
     """Make SIGTERM behave like Ctrl-C so atomic writers remove their temporary files (the default
     action would kill the process on the spot and leave them behind). Returns the previous handler."""
     import threading

@@ -8,7 +8,9 @@ stored in ``medm2g.json``.
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL
+
+# From the subpackage: mypy types the top-level ``diffusers`` names as its torch-less dummy classes.
+from diffusers.models import AutoencoderKL
 
 from ..config import ImageBranchConfig
 

@@ -182,7 +182,8 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
     ``clip``: a transformers CLIP folder (text encoder, RGB->1 vision encoders, tokenizer);
     ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    # From the subpackage: mypy types the top-level ``diffusers`` names as torch-less dummy classes.
+    from diffusers.models import AutoencoderKL, UNet2DConditionModel
     from transformers import (
         BertModel,
         CLIPTextModelWithProjection,

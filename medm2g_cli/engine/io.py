@@ -98,7 +98,7 @@ def save_model(model: Any, path: Path, overwrite: bool = False) -> Path:
         if bad:  # a library fell back to pickle: refuse to write a folder we would refuse to load
             raise WeightsError(f"saving produced pickled files: {', '.join(p.name for p in bad)}",
                                "update diffusers/transformers (safetensors serialisation is required)")
-        index = {"_class_name": "MedM2G", "_medm2g_version": __version__}
+        index: dict[str, str | list[str]] = {"_class_name": "MedM2G", "_medm2g_version": __version__}
         index.update({n: list(_class_of(n)) for n in model.components()})
         index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
@@ -157,7 +157,8 @@ def verify_folder(path: Path) -> dict[str, list[str]]:
 def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                verify: bool = True) -> Any:
     """Load a model folder written by :func:`save_model`."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    # From the subpackage: mypy types the top-level ``diffusers`` names as torch-less dummy classes.
+    from diffusers.models import AutoencoderKL, UNet2DConditionModel
     from transformers import (
         BertModel,
         CLIPTextModelWithProjection,

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -45,6 +45,12 @@ from ..config import ModelConfig, SampleConfig, model_preset
 from ..errors import ConfigError, InputError, WeightsError
 from . import schedulers
 from .encoders import mix_conditions
+
+if TYPE_CHECKING:
+    from diffusers.models import AutoencoderKL
+
+    from .text_vae import TextVAE
+    from .unet import Conditioner
 
 
 @dataclass
@@ -163,6 +169,21 @@ class MedM2G(nn.Module):
                                f"it has: {', '.join(self.parts)}; use a model folder with that branch")
         return self.parts[name]
 
+    # Typed views of ``parts`` (an nn.ModuleDict, whose items mypy only knows as nn.Module).
+
+    def _vae(self, mod: str) -> AutoencoderKL:
+        return cast("AutoencoderKL", self.parts[f"vae_{mod}"])
+
+    def _text_vae(self) -> TextVAE:
+        return cast("TextVAE", self.parts["text_vae"])
+
+    def _conditioner(self, mod: str) -> Conditioner:
+        return cast("Conditioner", self.parts[f"conditioner_{mod}"])
+
+    def _encoder(self, name: str) -> Any:
+        # a transformers CLIP text/vision model with projection (duck-typed: config, forward)
+        return self.parts[name]
+
     @property
     def image_size(self) -> int:
         """Side of the square images the imaging branches were built for."""
@@ -200,7 +221,7 @@ class MedM2G(nn.Module):
         """
         modality, x = self._order(a, b)
         mod = self._need(modality)
-        dist = self.parts[f"vae_{mod}"].encode(x.to(self.device, self.dtype)).latent_dist
+        dist = self._vae(mod).encode(x.to(self.device, self.dtype)).latent_dist
         z = dist.sample(generator=generator) if sample else dist.mean
         return z * self.scale_factors[mod]
 
@@ -208,13 +229,13 @@ class MedM2G(nn.Module):
         """Images [B,1,H,W] in [-1, 1] from scaled latents: ``decode_image(modality, z)``."""
         modality, z = self._order(a, b)
         mod = self._need(modality)
-        x = self.parts[f"vae_{mod}"].decode(z.to(self.dtype) / self.scale_factors[mod]).sample
+        x = self._vae(mod).decode(z.to(self.dtype) / self.scale_factors[mod]).sample
         return x.clamp(-1.0, 1.0)
 
     def autoencoder_loss(self, images: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(L1 reconstruction, KL per sample) of the modality's autoencoder on images in [-1, 1]."""
         mod = self._need(modality)
-        vae = self.parts[f"vae_{mod}"]
+        vae = self._vae(mod)
         post = vae.encode(images.to(self.device, self.dtype)).latent_dist
         rec = vae.decode(post.sample()).sample
         return F.l1_loss(rec, images.to(rec.dtype)), post.kl().mean()
@@ -222,7 +243,7 @@ class MedM2G(nn.Module):
     def encode_text(self, texts: list[str], sample: bool = False) -> torch.Tensor:
         """Scaled text latents [B, D] (posterior mean unless ``sample``)."""
         self._need("text")
-        mean, logvar = self.parts["text_vae"].moments(list(texts))
+        mean, logvar = self._text_vae().moments(list(texts))
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
         return z * self.scale_factors["text"]
 
@@ -230,19 +251,19 @@ class MedM2G(nn.Module):
                     ) -> list[str]:
         """Reports decoded from scaled text latents [B, D] (greedy or beam search)."""
         self._need("text")
-        return self.parts["text_vae"].decode(z.to(self.dtype) / self.scale_factors["text"], method=method,
+        return self._text_vae().decode(z.to(self.dtype) / self.scale_factors["text"], method=method,
                                              num_beams=num_beams, max_length=max_length)
 
     def text_vae_loss(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed token cross-entropy, KL) of the text VAE (batch means); total = rec + beta * KL."""
         self._need("text")
-        return self.parts["text_vae"].loss(list(texts), max_length=max_length)
+        return self._text_vae().loss(list(texts), max_length=max_length)
 
     # -- prompt embeddings -----------------------------------------------------------------------
 
     def embed_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """Pooled text embeddings [B, E] in the shared space (the centre)."""
-        enc = self.parts["text_encoder"]
+        enc = self._encoder("text_encoder")
         n = enc.config.max_position_embeddings
         tok = self.tokenizer([t.lower() for t in texts], padding=True, truncation=True, max_length=n,
                              return_tensors="pt").to(self.device)
@@ -253,7 +274,7 @@ class MedM2G(nn.Module):
         """Pooled image embeddings [B, E]: ``embed_image(modality, x)`` with x [B,1,H,W] in [-1, 1]."""
         modality, x = self._order(a, b)
         mod = self._need(modality)
-        enc = self.parts[f"image_encoder_{mod}"]
+        enc = self._encoder(f"image_encoder_{mod}")
         size = enc.config.image_size
         x = x.to(self.device, self.dtype)
         if x.shape[-2:] != (size, size):
@@ -281,7 +302,7 @@ class MedM2G(nn.Module):
         mod = self._need(modalities.split_target(modality)[0])
         if mod == "text":
             texts = list(data)  # type: ignore[arg-type]
-            lat = torch.cat([self.parts["text_vae"].moments(texts[i:i + batch_size])[0].float()
+            lat = torch.cat([self._text_vae().moments(texts[i:i + batch_size])[0].float()
                              for i in range(0, len(texts), batch_size)])
             factor = 1.0 / max(lat.std().item(), 1e-6)
         else:
@@ -330,13 +351,14 @@ class MedM2G(nn.Module):
         :meth:`null_embedding` row (saves a text-encoder pass inside sampling loops).
         """
         mod = modalities.split_target(target)[0]
-        cond = self.parts[f"conditioner_{mod}"]
+        cond = self._conditioner(mod)
         if batch is None:
             batch = prompt.shape[0] if prompt is not None else (context[0][1].shape[0] if context else 1)
         if prompt is None or drop is not None:
             null = (self.null_embedding(1) if null is None else null).to(self.device, self.dtype).expand(batch, -1)
         p = null if prompt is None else prompt.to(self.device, self.dtype)
         if drop is not None:
+            assert null is not None and p is not None  # set above whenever drop is given
             p = torch.where(drop[:, None], null, p)
         seq = [cond.prompt_proj(p)[:, None]]
         names = [contrast] * batch if contrast is None or isinstance(contrast, str) else list(contrast)
@@ -359,7 +381,7 @@ class MedM2G(nn.Module):
         """
         b, n, _ = tokens.shape
         mod = modalities.split_target(target)[0]
-        cond = self.parts[f"conditioner_{mod}"]
+        cond = self._conditioner(mod)
         head = self.prompt_tokens(target, None, contrast, batch=b, null=null)
         n_null = n - 2 - n_keep
         parts = [head, cond.null_context.to(self.dtype).expand(b, n_null, -1)]
@@ -424,7 +446,7 @@ class MedM2G(nn.Module):
         t = timesteps if timesteps is not None else torch.randint(
             0, self.config.scheduler.num_train_timesteps, (b,), device=dev)
         noise = torch.randn_like(x0) if noise is None else noise
-        z_t = self.train_scheduler.add_noise(x0, noise, t)
+        z_t = self.train_scheduler.add_noise(x0, noise, t)  # type: ignore[arg-type]  # diffusers annotates timesteps as IntTensor; int64 works
         drop = torch.rand(b, device=dev) < cond_drop_prob
         context, concat = self._source_inputs(mod, sources, x0, drop)
         tokens = self.prompt_tokens(mod, cond, contrast, context, drop=drop, batch=b)
@@ -460,7 +482,7 @@ class MedM2G(nn.Module):
         dev = za.device
         t = torch.randint(0, self.config.scheduler.num_train_timesteps, (n,), device=dev)
         na, nb = torch.randn_like(za), torch.randn_like(zb)
-        zta, ztb = self.train_scheduler.add_noise(za, na, t), self.train_scheduler.add_noise(zb, nb, t)
+        zta, ztb = self.train_scheduler.add_noise(za, na, t), self.train_scheduler.add_noise(zb, nb, t)  # type: ignore[arg-type]  # diffusers annotates timesteps as IntTensor; int64 works
         drop = torch.rand(n, device=dev) < cond_drop_prob
         prompts = prompts or {}
         losses = []

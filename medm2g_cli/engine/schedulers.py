@@ -9,7 +9,12 @@ is our own update (so per-sample noise generators can be used) and is tested aga
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+# From the defining modules: mypy types the ``diffusers``/``diffusers.schedulers`` names as their
+# torch-less dummy classes (diffusers' TYPE_CHECKING re-exports).
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 
 from ..config import SchedulerConfig
 
@@ -54,7 +59,7 @@ def ddim_step(
     z_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma * noise.
     ``noise`` is drawn by the caller (per-sample generators keep batches slice-independent).
     """
-    prev_t = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    prev_t = t - scheduler.config["num_train_timesteps"] // scheduler.num_inference_steps
     ac = scheduler.alphas_cumprod
     a_t = ac[t]
     a_prev = ac[prev_t] if prev_t >= 0 else scheduler.final_alpha_cumprod

@@ -22,7 +22,7 @@ from ..config import TextBranchConfig
 _CACHE_KW = "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters
 
 
-class LatentHeads(ModelMixin, ConfigMixin):
+class LatentHeads(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
     """The latent connectors: pooled encoder state -> (mean, logvar); z -> past K/V; z -> embedding."""
 
     @register_to_config
@@ -68,7 +68,7 @@ class TextVAE(nn.Module):
     @property
     def latent_dim(self) -> int:
         """Width of the text latent."""
-        return self.heads.config.latent_dim
+        return self.heads.config["latent_dim"]
 
     def _device(self) -> torch.device:
         return self.heads.to_moments.weight.device

@@ -10,6 +10,7 @@ largest id instead of the end token.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from transformers import PreTrainedTokenizerFast
 
@@ -65,4 +66,5 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerFast:
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tok.pad_token is None:  # GPT-2 has no pad token; padding positions are masked anyway
         tok.pad_token = tok.eos_token
-    return tok
+    # AutoTokenizer is typed as fast-or-sentencepiece; the folders we load hold fast tokenizers
+    return cast(PreTrainedTokenizerFast, tok)

@@ -10,11 +10,14 @@ Every module here is a diffusers ``ModelMixin``/``ConfigMixin``, so it saves as
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+
+# From the subpackage: mypy types the top-level ``diffusers`` names as its torch-less dummy classes.
+from diffusers.models import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
@@ -63,6 +66,7 @@ class FCResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(groups, out_ch)
         self.lin2 = nn.Conv1d(out_ch, out_ch, 1)
         nn.init.zeros_(self.lin2.weight)  # zero-init: the block starts as the identity (skip)
+        assert self.lin2.bias is not None  # Conv1d has a bias by default
         nn.init.zeros_(self.lin2.bias)
         self.skip = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -84,7 +88,7 @@ class FlatAttention(nn.Module):
         return self.block(x.transpose(1, 2), encoder_hidden_states=context).transpose(1, 2)
 
 
-class FlatUNet(ModelMixin, ConfigMixin):
+class FlatUNet(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
     """The text diffuser: a UNet over a latent *vector* (VD ``UNetModel0D`` / diffusers ``UNetFlatConditionModel``).
 
     The D-d latent is lifted to [C, P] (P "positions", VD's ``second_dim``); levels of
@@ -146,28 +150,29 @@ class FlatUNet(ModelMixin, ConfigMixin):
         b = sample.shape[0]
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
         temb = self.time_embedding(self.time_proj(t).to(sample.dtype))
-        p = self.config.positions
+        p = self.config["positions"]
         h = self.proj_in(sample).reshape(b, p, -1).transpose(1, 2)  # [B, C, P]
         hs = [h]
         for block in self.down:
             if isinstance(block, nn.Conv1d):
                 h = block(h)
             else:
-                res, attn = block
+                res, attn = cast(nn.ModuleList, block)
                 h = res(h, temb)
                 h = attn(h, encoder_hidden_states) if isinstance(attn, FlatAttention) else h
             hs.append(h)
         h = self.mid[0](h, temb)
         h = self.mid[1](h, encoder_hidden_states)
         h = self.mid[2](h, temb)
-        for res, attn in self.up:
+        for pair in self.up:
+            res, attn = cast(nn.ModuleList, pair)
             h = res(torch.cat([h, hs.pop()], dim=1), temb)
             h = attn(h, encoder_hidden_states) if isinstance(attn, FlatAttention) else h
         h = F.silu(self.norm_out(h))
         return self.proj_out(h.transpose(1, 2).reshape(b, -1))
 
 
-class ContextEncoder(ModelMixin, ConfigMixin):
+class ContextEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
     """Cross-guidance context encoder: a (possibly noisy) latent -> a sequence of tokens.
 
     ``kind="image"``: conv + timestep-conditioned ResBlocks, adaptive pooling to a
@@ -220,19 +225,19 @@ class ContextEncoder(ModelMixin, ConfigMixin):
         b = latent.shape[0]
         t = torch.as_tensor(timestep, device=latent.device).reshape(-1).expand(b)
         temb = self.time_embedding(self.time_proj(t).to(latent.dtype))
-        if self.config.kind == "image":
+        if self.config["kind"] == "image":
             h = self.res1(self.conv_in(latent), temb)
-            g = self.config.grid
+            g = self.config["grid"]
             h = F.adaptive_avg_pool2d(h, (g, g))
             h = self.res2(h, temb)
             tokens = h.flatten(2).transpose(1, 2)
         else:
-            tokens = self.lift(latent).reshape(b, self.config.positions, -1) + temb[:, None]
+            tokens = self.lift(latent).reshape(b, self.config["positions"], -1) + temb[:, None]
             tokens = tokens + self.mlp(tokens)
         return self.proj(self.norm(tokens + self.pos_embed))
 
 
-class Conditioner(ModelMixin, ConfigMixin):
+class Conditioner(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
     """Builds one branch's cross-attention sequence ``[prompt, contrast, context tokens...]``.
 
     - prompt: the pooled, L2-normalised, weight-mixed prompt embedding projected to the
@@ -258,8 +263,8 @@ class Conditioner(ModelMixin, ConfigMixin):
         """Index of ``contrast`` in the contrast table (0 = no contrast)."""
         if contrast is None:
             return 0
-        return list(self.config.contrasts).index(contrast) + 1
+        return list(self.config["contrasts"]).index(contrast) + 1
 
     def source_index(self, key: str) -> int:
         """Index of a source name (modality or contrast)."""
-        return list(self.config.source_keys).index(key)
+        return list(self.config["source_keys"]).index(key)

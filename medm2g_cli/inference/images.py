@@ -41,12 +41,12 @@ def write_secondary_capture(img: np.ndarray, modality: str, path: Path, *, descr
     """Write a model output [H, W] in [-1, 1] as a synthetic Secondary Capture DICOM file."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     pixels, _ = to_png_array(img, modality)
     now = _dt.datetime.now()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SC_STORAGE
+    meta.MediaStorageSOPClassUID = UID(SC_STORAGE)  # pydicom converts str to UID anyway
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = pydicom.Dataset()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -88,7 +88,8 @@ def _read_nifti(path: Path, modality: str | None) -> Volume:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        # nib.load is typed as the generic FileBasedImage; .nii/.nii.gz files load as Nifti1Image.
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as exc:  # noqa: BLE001 - nibabel/gzip/zlib raise many types for damaged files
         raise InputError(f"cannot read NIfTI '{path.name}': {' '.join(str(exc).split())[:160]}",
@@ -132,7 +133,8 @@ def _read_picture(path: Path, modality: str | None) -> Volume:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
+            im: Image.Image = opened
             if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK"):
                 im = im.convert("L")  # colour or palette chest X-ray exports: use the luminance
             px = np.asarray(im, dtype=np.float32)
@@ -249,7 +251,7 @@ def _stack_dicom(slices: list[Any], modality: str | None, path: Path) -> Volume:
         step = normal * float(first.get("SliceThickness", 1.0) or 1.0)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = row * dc, col * dr, step, pos[0]
-    meta = {k: str(first.get(k)) for k in _PATIENT_STUDY if k in first}
+    meta: dict[str, Any] = {k: str(first.get(k)) for k in _PATIENT_STUDY if k in first}
     meta.update({"format": "dicom", "path": str(path), "n_slices": len(slices)})
     mod = modality or modalities.from_dicom(meta.get("Modality"))
     return Volume(arr, LPS @ lps, mod, meta)
@@ -260,7 +262,7 @@ def _write_dicom(vol: Volume, path: Path, src: dict[str, Any], description: str,
 
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     arr = np.asarray(vol.array, dtype=np.float32)
     is_ct = vol.modality == "ct"
@@ -281,7 +283,7 @@ def _write_dicom(vol: Volume, path: Path, src: dict[str, Any], description: str,
     with atomic_dir(path, overwrite=overwrite) as tmp:
         for k in range(arr.shape[2]):
             meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = sop_class
+            meta.MediaStorageSOPClassUID = UID(sop_class)  # pydicom converts str to UID anyway
             meta.MediaStorageSOPInstanceUID = generate_uid()
             meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds = pydicom.Dataset()
@@ -337,8 +339,8 @@ def register_to(fixed: Volume, moving: Volume) -> tuple[Volume, float]:
     try:
         from ..io.registration import register
     except ImportError:
-        register = None
-    if register is not None:
+        pass
+    else:
         res = register(fixed, moving, transform="rigid")
         return res.resampled, float(res.metric)
     import SimpleITK as sitk  # noqa: N813

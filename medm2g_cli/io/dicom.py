@@ -503,7 +503,7 @@ def build_series(
 ) -> list[Any]:
     """Build the pydicom datasets of a derived synthetic series for ``vol`` (one per slice)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
     src = dict(source_meta or {})
     arr = np.asarray(vol.array)
@@ -536,7 +536,7 @@ def build_series(
     out = []
     for k in range(arr.shape[2]):
         fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = sop_class
+        fm.MediaStorageSOPClassUID = UID(sop_class)  # pydicom converts str to UID anyway
         sop_uid = generate_uid()
         fm.MediaStorageSOPInstanceUID = sop_uid
         fm.TransferSyntaxUID = ExplicitVRLittleEndian

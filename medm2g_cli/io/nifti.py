@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,7 +33,9 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
 
     path = Path(path)
     try:
-        img = nib.load(str(path))
+        # nib.load is typed as the generic FileBasedImage; .nii/.nii.gz files load as Nifti1Image
+        # (Nifti2Image is a subclass), whose header/dataobj/affine we use below.
+        img = cast(nib.Nifti1Image, nib.load(str(path)))
         hdr = img.header
         _check_size(path, img)
         # Keep integer data integer unless the header scales it (then float32, like get_fdata).
@@ -53,7 +55,7 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
                     f"--volume {volume_index} is out of range for '{path.name}' ({shape[3]} volumes)",
                     f"use 0..{shape[3] - 1}",
                 )
-            proxy = img.dataobj[..., volume_index]
+            proxy: Any = img.dataobj[..., volume_index]  # ArrayProxy slice (ndarray) or the proxy
         else:
             proxy = img.dataobj
         arr = np.asarray(proxy)  # the proxy applies scl_slope/scl_inter; raw dtype when unscaled

@@ -17,10 +17,10 @@ model always sees its native grid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -309,10 +309,10 @@ class MixedSet(Dataset):
         self.parts = parts
 
     def __len__(self) -> int:
-        return max(len(p) for p in self.parts.values())
+        return max(len(cast(Sized, p)) for p in self.parts.values())
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"parts": {n: p[i % len(p)] for n, p in self.parts.items()}}
+        return {"parts": {n: p[i % len(cast(Sized, p))] for n, p in self.parts.items()}}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,10 +29,10 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -176,7 +176,7 @@ class StepBatchSampler(Sampler[list[int]]):
 
 def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, sorted by step (temporary ``.part`` folders are ignored)."""
-    out = []
+    out: list[tuple[int, Path]] = []
     if not run_dir.is_dir():
         return out
     for p in run_dir.iterdir():
@@ -320,11 +320,14 @@ def _enable_gradient_checkpointing(module: torch.nn.Module) -> int:
     """Turn on activation checkpointing in every diffusers/transformers sub-model that offers it."""
     n = 0
     for m in module.modules():
-        if hasattr(m, "enable_gradient_checkpointing") and getattr(m, "_supports_gradient_checkpointing", False):
-            m.enable_gradient_checkpointing()
+        # getattr: these hooks are duck-typed (diffusers / transformers), not part of nn.Module
+        enable = getattr(m, "enable_gradient_checkpointing", None)
+        legacy = getattr(m, "gradient_checkpointing_enable", None)
+        if enable is not None and getattr(m, "_supports_gradient_checkpointing", False):
+            enable()
             n += 1
-        elif hasattr(m, "gradient_checkpointing_enable") and getattr(m, "supports_gradient_checkpointing", False):
-            m.gradient_checkpointing_enable()
+        elif legacy is not None and getattr(m, "supports_gradient_checkpointing", False):
+            legacy()
             n += 1
     return n
 
@@ -369,7 +372,8 @@ def run_phase(
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    betas = cast(tuple[float, float], tuple(cfg.adam_betas))
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
     plateau = None
     if cfg.plateau_factor:
@@ -388,7 +392,7 @@ def run_phase(
 
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = StepBatchSampler(
-        len(job.dataset), cfg.batch_size, seed=_mix(cfg.seed, global_offset), start_step=start,
+        len(cast(Sized, job.dataset)), cfg.batch_size, seed=_mix(cfg.seed, global_offset), start_step=start,
         total_steps=cfg.steps, grad_accum=cfg.grad_accum, rank=rank, world=world,
     )
     loader = DataLoader(
@@ -520,7 +524,7 @@ def _reduce_terms(terms: dict[str, float], accelerator: Any) -> dict[str, float]
 def _validate(job: TrainJob, cfg: LoopConfig, accelerator: Any) -> float:
     """Mean total loss over the first ``cfg.val_batches`` validation batches (fixed seeds)."""
     assert job.val_dataset is not None
-    n = len(job.val_dataset)
+    n = len(cast(Sized, job.val_dataset))
     losses = []
     for b in range(min(cfg.val_batches, math.ceil(n / cfg.batch_size))):
         idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))

@@ -28,8 +28,8 @@ class TrainableModel(Protocol):
 
     def parameters(self) -> Any: ...
 
-    def save_pretrained(self, path: Path) -> None:
-        """Write a model folder."""
+    def save_pretrained(self, path: Path, overwrite: bool = False) -> None:
+        """Write a model folder (replacing an existing one only with ``overwrite``)."""
         ...
 
     def components(self) -> dict[str, torch.nn.Module]:

@@ -110,14 +110,16 @@ def apply_config(req: RunRequest, cfg: dict[str, Any], explicit: set[str]) -> Ru
     bad = set(train) - set(fields)
     if bad:
         raise ConfigError(f"unknown train setting(s): {', '.join(sorted(bad))}", f"use: {', '.join(fields)}")
-    req.loop = replace(req.loop, **{k: (tuple(v) if isinstance(v, list) else v)
-                                    for k, v in train.items() if k not in explicit})
+    loop_updates: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                                    for k, v in train.items() if k not in explicit}
+    req.loop = replace(req.loop, **loop_updates)
     so = dict(cfg.get("stage_options") or {})
     sfields = stages_mod.StageOptions.__dataclass_fields__
     bad = set(so) - set(sfields)
     if bad:
         raise ConfigError(f"unknown stage option(s): {', '.join(sorted(bad))}", f"use: {', '.join(sfields)}")
-    req.options = replace(req.options, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in so.items()})
+    option_updates: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in so.items()}
+    req.options = replace(req.options, **option_updates)
     return req
 
 
@@ -138,6 +140,7 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
         from ..engine import MedM2G
 
         model = MedM2G.from_pretrained(init)
+        _apply_init_overrides(model, req.model_overrides)
         have = _preset_of(model)
         if req.preset and have and req.preset != have:
             raise ConfigError(f"--preset {req.preset} does not match --init '{init}', which is a '{have}' model",
@@ -154,6 +157,44 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
     torch.manual_seed(seed)
     model = MedM2G.from_config(cfg, seed=seed)
     return model, {"preset": req.preset, "overrides": req.model_overrides}
+
+
+# Fields of an existing model that a config may change: they change no parameter shape (the UNets
+# and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px.
+RESOLUTION_FIELDS: tuple[str, ...] = ("image.image_size",)
+
+
+def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
+    """Apply a config's ``model:`` section to an ``--init`` model: resolution fields change, any
+    other field must equal the model's (a config written for a fresh preset stays usable)."""
+    for key, value in _flatten(overrides).items():
+        obj = model.config
+        *path, leaf = key.split(".")
+        for part in path:
+            obj = getattr(obj, part, None)
+        if obj is None or not hasattr(obj, leaf):
+            raise ConfigError(f"unknown model field '{key}' in the config", "check the config's model: section")
+        current = getattr(obj, leaf)
+        if key in RESOLUTION_FIELDS:
+            size = int(value)
+            if size < 8 or size % 8:
+                raise ConfigError(f"{key} = {value} is not a positive multiple of 8", "e.g. 64, 128 or 256")
+            setattr(obj, leaf, size)
+        elif (list(current) if isinstance(current, tuple) else current) != (list(value) if isinstance(value, tuple) else value):
+            raise ConfigError(f"--init model has {key} = {current!r} but the config asks for {value!r}",
+                              f"drop {key} from the config's model: section (only {', '.join(RESOLUTION_FIELDS)} "
+                              "can change for an existing model)")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def _preset_of(model: Any) -> str | None:

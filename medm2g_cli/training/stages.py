@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -181,7 +181,7 @@ class StageJob:
         fn = {"autoencoders": self._autoencoders, "alignment": self._alignment,
               "diffusion": self._diffusion, "multiflow": self._multiflow}[self.name]
         terms = fn(batch, step)
-        total = sum(terms.values())
+        total = cast(torch.Tensor, sum(terms.values()))  # the terms are tensors, so the sum is one
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 
     def _device(self) -> torch.device:
@@ -226,7 +226,7 @@ class StageJob:
                 vi = losses.barlow_twins(z1, z2, self.options.lambda_1) / z1.shape[1]
                 out[f"vi_{src}"] = self.options.invariance_weight * vi
         if not out:  # a micro-batch too small for batch statistics: nothing to learn from
-            out["none"] = sum(p.sum() * 0 for p in self.trainable_parameters())
+            out["none"] = cast(torch.Tensor, sum(p.sum() * 0 for p in self.trainable_parameters()))
         return out
 
     def _latents(self, x: torch.Tensor, modality: str, index: torch.Tensor | None, part: str = "") -> torch.Tensor:
@@ -413,7 +413,8 @@ def build_stage(
                 src = next((m for m in image_mods if data.with_keys(m, TEXT)), None)
                 if src is None:
                     data.require("xray", TEXT, purpose="the text (report) diffuser")
-                add(f"{TEXT}<{src}", lambda r, s=src: PairSet(r, TEXT, s, size), (TEXT, src),
+                # cast: when no source has reports, require() above has raised
+                add(f"{TEXT}<{src}", lambda r, s=src: PairSet(r, TEXT, s, size), (TEXT, cast(str, src)),
                     "the text (report) diffuser")
             else:
                 if t not in avail:
@@ -424,7 +425,8 @@ def build_stage(
                     other = next((m for m in image_mods if m != t and data.with_keys(t, m)), None)
                     if other is None:
                         data.require(t, TEXT, purpose=f"the {t} diffuser (conditioned on text or a paired scan)")
-                    add(f"{t}<{other}", lambda r, t=t, o=other: PairSet(r, t, o, size), (t, other),
+                    # cast: when no paired scan exists, require() above has raised
+                    add(f"{t}<{other}", lambda r, t=t, o=other: PairSet(r, t, o, size), (t, cast(str, other)),
                         f"the {t} diffuser")
             trained.append(t)
     elif stage == "multiflow":

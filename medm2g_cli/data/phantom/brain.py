@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -82,7 +82,8 @@ def _template() -> dict[str, np.ndarray]:
         path = os.path.join(d, f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz")
         if not os.path.exists(path):
             raise DependencyError(f"MNI152 template file '{path}' is missing", "reinstall nilearn 0.14")
-        out[name] = np.asarray(nib.load(path).dataobj, dtype=np.float32) / 255.0
+        img = cast(nib.Nifti1Image, nib.load(path))  # load() is typed as the generic FileBasedImage
+        out[name] = np.asarray(img.dataobj, dtype=np.float32) / 255.0
     # Same rule as nilearn's load_mni152_brain_mask (T1 > 0.2), plus hole filling so ventricles count.
     mask = ndi.binary_fill_holes(out.pop("t1") > 0.2)
     out["mask"] = mask.astype(np.float32)
