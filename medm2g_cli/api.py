@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -343,7 +343,7 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     """Run the pipeline on one case and write its outputs; returns a report entry."""
     from .inference.pipeline import Source, translate_sources
 
-    vols = list(vol) if isinstance(vol, (list, tuple)) else [vol]
+    vols: list[Volume] = list(vol) if isinstance(vol, (list, tuple)) else [cast(Volume, vol)]  # one volume
     model = sess.load()
     bs = sess.batch_size(samples)
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]

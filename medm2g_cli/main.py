@@ -91,6 +91,8 @@ def run(argv: list[str] | None = None) -> None:
         rc = app(args=args, standalone_mode=False)
         if rc == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and, non-standalone, returns it
             raise KeyboardInterrupt
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:  # typer.Exit(n), returned likewise
+            sys.exit(rc)
     except MedM2GError as exc:
         if debug:
             raise
