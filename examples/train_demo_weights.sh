@@ -10,6 +10,8 @@ AE_STEPS=${AE_STEPS:-500}
 ALIGN_STEPS=${ALIGN_STEPS:-200}
 DIFF_STEPS=${DIFF_STEPS:-1000}
 HIRES_STEPS=${HIRES_STEPS:-400}
+TEXTVAE_STEPS=${TEXTVAE_STEPS:-1200}
+REPORT_STEPS=${REPORT_STEPS:-2000}
 FLOW_STEPS=${FLOW_STEPS:-100}
 CFG="$WORK/demo_weights.yaml"
 mkdir -p "$WORK"
@@ -38,11 +40,14 @@ run multiflow "$CFG" multiflow "$FLOW_STEPS" --init "$WORK/run-diffusion/model"
 [ -f "$WORK/brain128/dataset.json" ] || $MEDM2G prepare phantom "$WORK/brain-raw" -o "$WORK/brain128" --size 128 --slices 32 --overwrite
 [ -f "$WORK/chest128/dataset.json" ] || $MEDM2G prepare phantom "$WORK/chest-raw" -o "$WORK/chest128" --size 128 --overwrite
 sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_hires.yaml > "$WORK/demo_weights_hires.yaml"
+sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_text.yaml > "$WORK/demo_weights_text.yaml"
 # 64 px loses the skull and sulci of a 2 mm head (a perfect 64 px model is 73 HU MAE off), so the
 # image diffusers continue at 128 px: the UNets and autoencoders are convolutional.
 run hires "$WORK/demo_weights_hires.yaml" diffusion "$HIRES_STEPS" --init "$WORK/run-multiflow/model"
+run textvae "$WORK/demo_weights_text.yaml" autoencoders "$TEXTVAE_STEPS" --init "$WORK/run-hires/model"
+run report "$WORK/demo_weights_text.yaml" diffusion "$REPORT_STEPS" --init "$WORK/run-textvae/model" --batch-size 32 --lr 3e-4
 end=$(date +%s)
-rm -rf "$OUT.tmp" && cp -r "$WORK/run-hires/model" "$OUT.tmp"
+rm -rf "$OUT.tmp" && cp -r "$WORK/run-report/model" "$OUT.tmp"
 echo "{\"training_seconds\": $((end - start)), \"cpu_cores\": $(nproc)}" > "$WORK/training_time.json"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 $MEDM2G weights verify "$OUT" || true

@@ -87,7 +87,7 @@ class StageOptions:
     kl_weight: float = 1e-6  # KL weight of the image autoencoders (LDM's kl-f8 setting)
     text_kl_weight: float | None = None  # Optimus beta; None: the model's config.text.kl_beta
     cache_latents: bool = False
-    targets: tuple[str, ...] | None = None  # diffusion: modalities to train (None: all the data has)
+    targets: tuple[str, ...] | None = None  # diffusion/autoencoders: modalities to train (None: all the data has)
     # diffusion: explicit parts "target<source[+source]" (e.g. "ct<t1", "pd<t1+t2", "xray<text"),
     # overriding the automatic choice of one condition per target; image sources also condition
     # spatially (context tokens or concat slots), as translate/synthesize do at inference.
@@ -376,11 +376,17 @@ def build_stage(
         requires.append("+".join(keys))
 
     if stage == "autoencoders":
-        for m in image_mods:
+        # options.targets restricts the stage (e.g. only the text VAE, leaving image latents as they are)
+        wanted = set(options.targets) if options.targets else set(image_mods) | {TEXT}
+        ae_mods = [m for m in image_mods if m in wanted]
+        for m in ae_mods:
             add(m, lambda r, m=m: ImageSet(r, m, size), (m,), f"the {m} autoencoder")
-        if TEXT in avail:
+        text_ae = TEXT in avail and TEXT in wanted
+        if text_ae:
             add(TEXT, TextSet, (TEXT,), "the text VAE")
-        trained = image_mods + ([TEXT] if TEXT in avail else [])
+        if not parts:
+            raise ConfigError(f"no autoencoder to train for targets {sorted(wanted)}", "check stage_options.targets and --data")
+        trained = ae_mods + ([TEXT] if text_ae else [])
     elif stage == "alignment":
         trained = []
         for m in image_mods:
