@@ -289,7 +289,7 @@ def _synthesize(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) ->
         t1, t2 = _load(d / "t1.nii.gz"), _load(d / "t2.nii.gz")
         labels = _load(d / "labels.nii.gz")
         head = labels > 0
-        brain_slices = np.isin(np.rint(labels), (2, 3, 6, 7, 8)).any(axis=(0, 1))
+        brain_slices = np.asarray(np.isin(np.rint(labels), (2, 3, 6, 7, 8)).any(axis=(0, 1)))
         base = np.where(head, gmap([_norm(t1, "mri"), _norm(t2, "mri")]), -1.0)
         copies = {"t1": psnr_volume(t1, ref, brain_slices), "t2": psnr_volume(t2, ref, brain_slices)}
         closest = max(copies, key=lambda k: copies[k])

@@ -159,6 +159,31 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
     return model, {"preset": req.preset, "overrides": req.model_overrides}
 
 
+CALIBRATION_SAMPLES = 256
+
+
+def _calibrate(job: Any, model: Any) -> dict[str, float]:
+    """CoDi's ``scale_by_std``: after the autoencoders stage, set each trained modality's latent
+    scale factor to 1/std of its latents on (up to 256) training samples, so the diffusers see
+    unit-variance latents (text VAE latents are far from it: std ~0.3 with a small KL weight)."""
+    import torch
+
+    out: dict[str, float] = {}
+    parts = getattr(job.dataset, "parts", {})
+    model.eval()
+    with torch.no_grad():
+        for name, ds in parts.items():
+            n = min(len(ds), CALIBRATION_SAMPLES)
+            if n == 0:
+                continue
+            if name == "text":
+                out["text"] = model.calibrate_scale_factor("text", [ds[i]["text"] for i in range(n)])
+            else:
+                x = torch.stack([ds[i]["image"] for i in range(n)])
+                out[name] = model.calibrate_scale_factor(name, x)
+    return out
+
+
 # Fields of an existing model that a config may change: they change no parameter shape (the UNets
 # and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px.
 RESOLUTION_FIELDS: tuple[str, ...] = ("image.image_size",)
@@ -356,6 +381,8 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
         start_phase = names.index(resume_meta["phase"])
     for i, job in enumerate(jobs):
         if i < start_phase:
+            if job.name == "autoencoders" and req.options.calibrate_scale:
+                _calibrate(job, model)  # not in the checkpoint: recomputed (deterministically) on resume
             continue
         ckpt = resume_ckpt if (resume_ckpt is not None and i == start_phase) else None
         res = loop_mod.run_phase(
@@ -365,6 +392,8 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
         phases.append(asdict(res))
         if stop_after is not None and res.steps < req.loop.steps:
             break
+        if job.name == "autoencoders" and req.options.calibrate_scale:
+            phases[-1]["scale_factors"] = _calibrate(job, model)
     model_dir = run_dir / "model"
     finished = not (stop_after is not None and phases and phases[-1]["steps"] < req.loop.steps)
     if finished and accelerator.is_main_process:

@@ -87,6 +87,8 @@ class StageOptions:
     kl_weight: float = 1e-6  # KL weight of the image autoencoders (LDM's kl-f8 setting)
     text_kl_weight: float | None = None  # Optimus beta; None: the model's config.text.kl_beta
     cache_latents: bool = False
+    # after the autoencoders stage: latent scale factor = 1/std on training samples (CoDi scale_by_std)
+    calibrate_scale: bool = True
     targets: tuple[str, ...] | None = None  # diffusion/autoencoders: modalities to train (None: all the data has)
     # diffusion: explicit parts "target<source[+source]" (e.g. "ct<t1", "pd<t1+t2", "xray<text"),
     # overriding the automatic choice of one condition per target; image sources also condition

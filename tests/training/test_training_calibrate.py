@@ -1,0 +1,50 @@
+"""After the autoencoders stage the latent scale factors are 1/std of the latents (CoDi scale_by_std)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from prepared_fixture import make_prepared
+
+from medm2g_cli.data.manifest import load_slice
+from medm2g_cli.engine import MedM2G
+from medm2g_cli.main import run
+
+
+def _pretrain(argv):
+    try:
+        run(argv)
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+
+
+def test_autoencoders_stage_calibrates_scale_factors(tmp_path):
+    torch.set_num_threads(1)
+    data = make_prepared(tmp_path / "prep", n=16, kinds=("xray",))
+    _pretrain(["pretrain", "--preset", "tiny", "--data", str(data), "--stages", "autoencoders", "--steps", "2",
+               "--batch-size", "4", "-o", str(tmp_path / "run"), "--cpu"])
+    meta = json.loads((tmp_path / "run" / "model" / "medm2g.json").read_text())
+    sf = meta["scale_factors"]
+    assert sf["xray"] != 1.0 and sf["text"] != 1.0
+    model = MedM2G.from_pretrained(tmp_path / "run" / "model")
+    samples = [json.loads(line) for line in (data / "samples.jsonl").read_text().splitlines()]
+    texts = [s["text"] for s in samples if s["split"] == "train"]
+    with torch.no_grad():
+        z = model.encode_text(texts, sample=False)  # already multiplied by the stored factor
+    assert abs(float(z.std()) - 1.0) < 0.05
+    x = torch.stack([torch.from_numpy(load_slice(data, s["files"]["xray"])) for s in samples if s["split"] == "train"])[:, None]
+    x = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        zi = model.encode_image(x, "xray", sample=False)
+    assert abs(float(zi.std()) - 1.0) < 0.1
+
+
+def test_calibration_can_be_switched_off(tmp_path):
+    data = make_prepared(tmp_path / "prep", n=12, kinds=("xray",))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stage_options:\n  calibrate_scale: false\n")
+    _pretrain(["pretrain", "--config", str(cfg), "--preset", "tiny", "--data", str(data), "--stages", "autoencoders",
+               "--steps", "1", "--batch-size", "4", "-o", str(tmp_path / "run"), "--cpu"])
+    sf = json.loads((tmp_path / "run" / "model" / "medm2g.json").read_text())["scale_factors"]
+    assert sf["xray"] == 1.0 and sf["text"] == 1.0
