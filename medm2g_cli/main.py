@@ -82,6 +82,20 @@ def _fail(message: str) -> None:
     sys.stderr.flush()
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Usage and Click exception classes: typer may use its vendored click or the click package."""
+    usage: list[type] = []
+    other: list[type] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        usage.append(mod.UsageError)
+        other.append(mod.ClickException)
+    return tuple(usage), tuple(other)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line + exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -107,12 +121,11 @@ def run(argv: list[str] | None = None) -> None:
         _fail("interrupted — finished outputs are kept; rerun with --continue to finish the rest")
         sys.exit(130)
     except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
+        usage, click_exc = _click_exceptions()
+        if isinstance(exc, usage):
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click_exc):
             _fail(exc.format_message())
             sys.exit(exc.exit_code)
         if debug:

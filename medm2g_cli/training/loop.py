@@ -302,6 +302,13 @@ def make_accelerator(cfg: LoopConfig, cpu: bool | None = None) -> Any:
     mp = cfg.mixed_precision
     if cpu and mp == "fp16":
         raise ConfigError("fp16 mixed precision needs a GPU", "use --mixed-precision bf16 or no on CPU")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        # One process: Accelerate keeps its state in a process-wide singleton, so a second run in
+        # the same Python process (the API, a notebook, the test suite) with other settings would be
+        # refused. Under `accelerate launch` the launcher's state is kept.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=cpu, mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum)
 
 

@@ -458,7 +458,7 @@ def _prepared(ctx, rel: str) -> Path:
 def manifest_dotdot(ctx):
     root = _prepared(ctx, "../../../etc/passwd")
     return ["evaluate", "--dataset", "ixi", "--task", "mri-synthesis", "--data", str(root), "--weights", str(ctx.w),
-            "-o", str(ctx.out / "ev"), "--steps", "2", "--limit", "1"]
+            "-o", str(ctx.out / "ev"), "--steps", "2", "--max-subjects", "1"]
 
 
 def manifest_absolute(ctx):
