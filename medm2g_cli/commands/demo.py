@@ -13,7 +13,7 @@ from ._common import Device, JsonOut, Overwrite, Steps, Weights, console, print_
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Result folder (index.html, metrics.json, figures).")] = Path("demo-out"),
     weights: Weights = None,
-    brain_subjects: Annotated[int, typer.Option("--brain-subjects", help="Held-out brain phantoms.")] = 3,
+    brain_subjects: Annotated[int, typer.Option("--brain-subjects", help="Held-out brain phantoms.")] = 1,
     chest_studies: Annotated[int, typer.Option("--chest-studies", help="Held-out chest phantoms for report generation.")] = 30,
     images_per_finding: Annotated[int, typer.Option("--images-per-finding", help="Generated X-rays per finding prompt.")] = 4,
     samples: Annotated[int, typer.Option("--samples", "-k", help="Draws per translation (mean + uncertainty).")] = 2,
@@ -39,8 +39,8 @@ def demo(
 
     con = console()
     settings = DemoSettings(out=out, weights=weights, brain_subjects=brain_subjects, chest_studies=chest_studies,
-                            images_per_finding=images_per_finding, steps=steps, samples=samples, device=device,
-                            seed=seed, overwrite=overwrite)
+                            images_per_finding=images_per_finding, samples=samples, device=device,
+                            seed=seed, overwrite=overwrite, **({"steps": steps} if steps is not None else {}))
     n = {"i": 0}
 
     def step(msg: str) -> None:

@@ -149,7 +149,8 @@ def verify_folder(path: Path) -> dict[str, list[str]]:
     return {
         "missing": sorted(k for k in recorded if k not in present),
         "mismatched": sorted(k for k, h in recorded.items() if k in present and sha256_file(present[k]) != h),
-        "unexpected": sorted(k for k in present if k not in recorded),
+        # a model card (README.md) may be added to a folder after training; it is never loaded
+        "unexpected": sorted(k for k in present if k not in recorded and k != "README.md"),
         "pickled": find_pickles(path),
     }
 
