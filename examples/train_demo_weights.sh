@@ -13,6 +13,9 @@ HIRES_STEPS=${HIRES_STEPS:-400}
 TEXTVAE_STEPS=${TEXTVAE_STEPS:-1200}
 REPORT_STEPS=${REPORT_STEPS:-2000}
 FLOW_STEPS=${FLOW_STEPS:-100}
+BRAINVAE_STEPS=${BRAINVAE_STEPS:-800}
+BRAIN_STEPS=${BRAIN_STEPS:-1500}
+CHEST_STEPS=${CHEST_STEPS:-1800}
 CFG="$WORK/demo_weights.yaml"
 mkdir -p "$WORK"
 sed -e "s#demo-data/#$WORK/#g" examples/demo_weights.yaml > "$CFG"
@@ -49,8 +52,26 @@ run textvae "$WORK/demo_weights_text.yaml" autoencoders "$TEXTVAE_STEPS" --init 
 # diffuser, and 200 mixed steps left it near chance (InfoNCE 2.45 for a chance level of 2.48)
 run alignx "$WORK/demo_weights_text.yaml" alignment 800 --init "$WORK/run-textvae/model" --batch-size 32
 run report "$WORK/demo_weights_text.yaml" diffusion "$REPORT_STEPS" --init "$WORK/run-alignx/model" --batch-size 32 --lr 3e-4
+# Second round (examples/demo_weights_brain.yaml, demo_weights_chest.yaml). Brain: the CT and MRI
+# autoencoders again on 64 px crops of the padded 128 px slices, then the T1 -> CT and T1 + T2 -> PD
+# diffusers, one process each (1 thread each: they share the 2 cores). Chest: text -> X-ray and
+# X-ray -> report again with the conditioners at prompt_scale sqrt(E). `weights merge` joins them.
+sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_brain.yaml > "$WORK/demo_weights_brain.yaml"
+sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_chest.yaml > "$WORK/demo_weights_chest.yaml"
+run chest "$WORK/demo_weights_chest.yaml" diffusion "$CHEST_STEPS" --init "$WORK/run-report/model" &
+chest_pid=$!
+run brainvae "$WORK/demo_weights_brain.yaml" autoencoders "$BRAINVAE_STEPS" --init "$WORK/run-report/model"
+wait $chest_pid
+run brainct "$WORK/demo_weights_brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainvae/model" --pairs "ct<t1" &
+ct_pid=$!
+run brainpd "$WORK/demo_weights_brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainvae/model" --pairs "pd<t1+t2"
+wait $ct_pid
 end=$(date +%s)
-rm -rf "$OUT.tmp" && cp -r "$WORK/run-report/model" "$OUT.tmp"
+rm -rf "$OUT.tmp"
+$MEDM2G weights merge "$WORK/run-brainct/model" -o "$OUT.tmp" \
+  --take "unet_mri=$WORK/run-brainpd/model" --take "conditioner_mri=$WORK/run-brainpd/model" \
+  --take "unet_xray=$WORK/run-chest/model" --take "conditioner_xray=$WORK/run-chest/model" \
+  --take "unet_text=$WORK/run-chest/model" --take "conditioner_text=$WORK/run-chest/model"
 echo "{\"training_seconds\": $((end - start)), \"cpu_cores\": $(nproc)}" > "$WORK/training_time.json"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 $MEDM2G weights verify "$OUT" || true

@@ -398,7 +398,9 @@ def _evaluate(tmp: Path, c: _Cohort, weights: Path, s: DemoSettings, step: Step)
     t = time.perf_counter()
     prepared = tmp / "data" / "brain-prepared"
     # every held-out subject goes to the test split: the demo scores all of them
-    opts = PrepareOptions(size=64, slices=12, extra={"split": "test"})
+    # slices prepared at the model's own size (for the 2 mm phantom: padded, not resampled)
+    size = int(json.loads((weights / "medm2g.json").read_text())["config"]["image"]["image_size"])
+    opts = PrepareOptions(size=size, slices=12, extra={"split": "test"})
     run_prepare(get_adapter("phantom"), c.brain, prepared, opts)
     from .metrics.evaluate_model import evaluate_prepared
 

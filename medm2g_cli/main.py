@@ -126,8 +126,8 @@ def run(argv: list[str] | None = None) -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
         if isinstance(exc, click_exc):
-            _fail(exc.format_message())
-            sys.exit(exc.exit_code)
+            _fail(exc.format_message())  # type: ignore[attr-defined]  # a click ClickException
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if debug:
             raise
         if isinstance(exc, MemoryError):

@@ -40,7 +40,9 @@ def demo(
     con = console()
     settings = DemoSettings(out=out, weights=weights, brain_subjects=brain_subjects, chest_studies=chest_studies,
                             images_per_finding=images_per_finding, samples=samples, device=device,
-                            seed=seed, overwrite=overwrite, **({"steps": steps} if steps is not None else {}))
+                            seed=seed, overwrite=overwrite)
+    if steps is not None:
+        settings.steps = steps
     n = {"i": 0}
 
     def step(msg: str) -> None:

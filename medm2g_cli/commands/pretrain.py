@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
         stages: Annotated[str | None, typer.Option("--stages", help="Comma list of autoencoders,alignment,diffusion,multiflow (default all).", show_default=False)] = None,
         flows: Annotated[str | None, typer.Option("--flows", help="Paired flows for multiflow, e.g. text-xray,text-ct,ct-mri,t1-t2.", show_default=False)] = None,
         flow_schedule: Annotated[str | None, typer.Option("--flow-schedule", help="chain (CoDi, sequential) or interleaved.", show_default=False)] = None,
+        pairs: Annotated[str | None, typer.Option("--pairs", help="Diffusion parts TARGET<SOURCE[+SOURCE], comma list, e.g. 'ct<t1,pd<t1+t2' (overrides the config's stage_options.pairs).", show_default=False)] = None,
         steps: TrainSteps = None,
         batch_size: TrainBatch = None,
         lr: Lr = None,
@@ -163,6 +164,8 @@ def register(app: typer.Typer) -> None:
         req.loop = replace(req.loop, **overrides)
         if cache_latents:
             req.options = replace(req.options, cache_latents=True)
+        if pairs:
+            req.options = replace(req.options, pairs=tuple(p.strip() for p in pairs.split(",") if p.strip()))
         summary = runner.run(req, reporter=RichReporter(enabled=not json_out and _is_main()))
         if _is_main():
             _render(summary, json_out)

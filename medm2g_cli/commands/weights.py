@@ -1,4 +1,4 @@
-"""``medm2g weights``: create (``init``), describe (``inspect``) and check (``verify``) model folders."""
+"""``medm2g weights``: create (``init``), describe (``inspect``), check (``verify``) and combine (``merge``) model folders."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ EPILOG = (
     "  medm2g weights init --preset full --sd15 ~/models/sd15 --clip ~/models/clip-vit-large-patch14 -o weights/full\n\n"
     "  medm2g weights inspect weights/tiny --json\n\n"
     "  medm2g weights inspect --preset full          (counts only, no weights allocated)\n\n"
-    "  medm2g weights verify weights/tiny"
+    "  medm2g weights verify weights/tiny\n\n"
+    "  medm2g weights merge runs/brain/model --take unet_text=runs/chest/model -o weights/merged"
 )
 
 Local = Annotated[Path | None, typer.Option(show_default=False)]
@@ -129,11 +130,39 @@ def verify(
         console().print(f"{path}: all files match medm2g.json")
 
 
+def merge(
+    base: Annotated[Path, typer.Argument(help="Model folder to start from.")],
+    take: Annotated[list[str], typer.Option("--take", help="COMPONENT=MODEL_DIR: copy that component (e.g. unet_text, vae_ct) from another folder of the same architecture; repeat.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Combine components trained in separate runs (refuses a diffuser whose autoencoder or encoders differ)."""
+    from ..engine.merge import merge_folders
+    from ..errors import ConfigError
+    from ..io.atomic import check_output
+
+    check_output(output, overwrite)
+    takes: dict[str, Path] = {}
+    for t in take:
+        comp, sep, path = t.partition("=")
+        if not sep or not comp.strip() or not path.strip():
+            raise ConfigError(f"--take '{t}' is not COMPONENT=MODEL_DIR", "e.g. --take unet_text=runs/chest/model")
+        takes[comp.strip()] = Path(path.strip())
+    with console().status("merging"):
+        info = merge_folders(base, takes, output, overwrite=overwrite)
+    if json_out:
+        print_json(info)
+    else:
+        console().print(f"wrote {output}: {', '.join(takes)} taken into {base}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``medm2g weights init|inspect|verify``."""
+    """Add ``medm2g weights init|inspect|verify|merge``."""
     sub = typer.Typer(help="Create, inspect and verify model folders (offline; safetensors only).", epilog=EPILOG,
                       no_args_is_help=True)
     sub.command("init", epilog=EPILOG)(init)
     sub.command("inspect")(inspect)
     sub.command("verify")(verify)
+    sub.command("merge")(merge)
     app.add_typer(sub, name="weights")

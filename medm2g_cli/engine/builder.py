@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,17 @@ def build_parts(cfg: ModelConfig, seed: int = 0, tokenizer_texts: list[str] | No
         for m in cfg.modalities:
             parts[f"context_encoder_{m}"] = context_encoder(cfg, m)
             parts[f"conditioner_{m}"] = Conditioner(embed_dim=cfg.encoders.embed_dim,
-                                                    cross_attention_dim=cfg.cross_attention_dim)
+                                                    cross_attention_dim=cfg.cross_attention_dim,
+                                                    prompt_scale=prompt_scale(cfg))
     if dev.type != "meta":
         for p in parts.values():
             p.to(dev)
     return parts, clip_tok
+
+
+def prompt_scale(cfg: ModelConfig) -> float:
+    """The conditioners' prompt scale of new models: unit-variance entries for an L2-normalised embedding."""
+    return math.sqrt(cfg.encoders.embed_dim)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -360,7 +360,8 @@ class MedM2G(nn.Module):
         if drop is not None:
             assert null is not None and p is not None  # set above whenever drop is given
             p = torch.where(drop[:, None], null, p)
-        seq = [cond.prompt_proj(p)[:, None]]
+        assert p is not None  # the prompt or the null embedding
+        seq = [cond.prompt_token(p)[:, None]]
         names = [contrast] * batch if contrast is None or isinstance(contrast, str) else list(contrast)
         idx = torch.tensor([cond.contrast_index(c if c in modalities.MRI_CONTRASTS else None) for c in names],
                            device=self.device)
@@ -498,6 +499,21 @@ class MedM2G(nn.Module):
         mod = self._need(modality)
         return sum(p.numel() for n in (f"context_encoder_{mod}", f"conditioner_{mod}")
                    for p in self.parts[n].parameters())
+
+    def upgrade_prompt_scale(self) -> list[str]:
+        """Move conditioners saved with the old prompt scale (1.0) to the current one, keeping the
+        function; returns the conditioners changed. Training from ``--init`` calls it, inference does not
+        need to (old weights load and run as saved)."""
+        from .builder import prompt_scale
+
+        target = prompt_scale(self.config)
+        changed = []
+        for m in self.config.modalities:
+            cond = self._conditioner(m)
+            if abs(cond.prompt_scale - target) > 1e-6:
+                cond.set_prompt_scale(target)
+                changed.append(f"conditioner_{m}")
+        return changed
 
     def trainable_parameters(self, stage: str, modalities_: Sequence[str] | None = None
                              ) -> dict[str, list[nn.Parameter]]:

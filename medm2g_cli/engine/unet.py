@@ -240,8 +240,12 @@ class ContextEncoder(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuser
 class Conditioner(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
     """Builds one branch's cross-attention sequence ``[prompt, contrast, context tokens...]``.
 
-    - prompt: the pooled, L2-normalised, weight-mixed prompt embedding projected to the
-      cross-attention width (one token);
+    - prompt: the pooled, L2-normalised, weight-mixed prompt embedding, multiplied by
+      ``prompt_scale`` and projected to the cross-attention width (one token). New models use
+      sqrt(embed_dim), so the embedding enters with unit-variance entries like the other tokens (the
+      learned contrast token has norm ~sqrt(width)); at 1.0 (models saved before the option) the
+      prompt token was ~13x smaller than the contrast token and the report diffuser learned to
+      ignore it;
     - contrast: a learned token naming the target MRI contrast (index 0 = none); it describes
       the task, so classifier-free guidance keeps it in the unconditional half;
     - context tokens of each source (from :class:`ContextEncoder`) plus a learned embedding of
@@ -252,12 +256,25 @@ class Conditioner(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: 
     @register_to_config
     def __init__(self, embed_dim: int = 768, cross_attention_dim: int = 768,
                  source_keys: tuple[str, ...] = SOURCE_KEYS,
-                 contrasts: tuple[str, ...] = modalities.MRI_CONTRASTS) -> None:
+                 contrasts: tuple[str, ...] = modalities.MRI_CONTRASTS, prompt_scale: float = 1.0) -> None:
         super().__init__()
+        self.prompt_scale = float(prompt_scale)
         self.prompt_proj = nn.Linear(embed_dim, cross_attention_dim)
         self.contrast_embed = nn.Embedding(len(contrasts) + 1, cross_attention_dim)
         self.source_embed = nn.Embedding(len(source_keys), cross_attention_dim)
         self.null_context = nn.Parameter(torch.randn(1, 1, cross_attention_dim) / math.sqrt(cross_attention_dim))
+
+    def prompt_token(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The prompt token [B, cross] of pooled embeddings [B, E]."""
+        return cast(torch.Tensor, self.prompt_proj(pooled * self.prompt_scale))
+
+    @torch.no_grad()
+    def set_prompt_scale(self, scale: float) -> None:
+        """Change ``prompt_scale`` without changing the function (the projection is rescaled): a
+        trained model moves to the current convention, and further training sees the larger input."""
+        self.prompt_proj.weight.mul_(self.prompt_scale / scale)
+        self.prompt_scale = float(scale)
+        self.register_to_config(prompt_scale=float(scale))
 
     def contrast_index(self, contrast: str | None) -> int:
         """Index of ``contrast`` in the contrast table (0 = no contrast)."""

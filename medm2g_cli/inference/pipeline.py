@@ -184,7 +184,13 @@ def _air_stats(arr: np.ndarray, chunk: int = 16) -> tuple[int, int, float]:
 
 @dataclass
 class SliceGeometry:
-    """Pad an (h, w) slice to a square and resize it to the model size, and back exactly."""
+    """Pad an (h, w) slice to a square and resize it to the model size, and back exactly.
+
+    A slice that fits inside the model size is only padded (to ``size``), never upsampled:
+    upsampling adds no information, and the bilinear round trip blurs one-voxel structures (a 2 mm
+    skull lost 40 HU MAE to it at 128 px), whereas padding keeps the round trip exact. Larger slices
+    are padded to a square and downsampled (antialiased).
+    """
 
     h: int
     w: int
@@ -192,7 +198,7 @@ class SliceGeometry:
 
     @property
     def side(self) -> int:
-        return max(self.h, self.w)
+        return max(self.h, self.w, self.size)
 
     def pads(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) padding to the square side (centred)."""

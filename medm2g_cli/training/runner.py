@@ -141,6 +141,7 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
 
         model = MedM2G.from_pretrained(init)
         _apply_init_overrides(model, req.model_overrides)
+        model.upgrade_prompt_scale()  # function-preserving; older weights train with the current convention
         have = _preset_of(model)
         if req.preset and have and req.preset != have:
             raise ConfigError(f"--preset {req.preset} does not match --init '{init}', which is a '{have}' model",

@@ -95,6 +95,20 @@ class StageOptions:
     # spatially (context tokens or concat slots), as translate/synthesize do at inference.
     pairs: tuple[str, ...] | None = None
     max_report_length: int | None = None
+    # autoencoders: train on random square crops of this side (the KL autoencoders are convolutional,
+    # as LDM trains its f8 autoencoder on 256 px crops); None trains on whole images
+    ae_crop: int | None = None
+
+
+def _random_crop(x: torch.Tensor, side: int | None) -> torch.Tensor:
+    """A random ``side`` x ``side`` crop of each image in [B, C, H, W] (whole images when ``side`` is
+    None or not smaller); positions come from torch's generator, so a seeded run repeats."""
+    if side is None or side >= min(x.shape[-2:]):
+        return x
+    h, w = x.shape[-2:]
+    ys = torch.randint(0, h - side + 1, (x.shape[0],)).tolist()
+    xs = torch.randint(0, w - side + 1, (x.shape[0],)).tolist()
+    return torch.stack([x[i, :, y:y + side, c:c + side] for i, (y, c) in enumerate(zip(ys, xs, strict=True))])
 
 
 def _count(params: Sequence[torch.nn.Parameter]) -> int:
@@ -200,7 +214,7 @@ class StageJob:
                 out["text_rec"] = rec
                 out["text_kl"] = beta * kl
             else:
-                x = b["image"].to(self._device())
+                x = _random_crop(b["image"], self.options.ae_crop).to(self._device())
                 rec, kl = self.model.autoencoder_loss(x, part)
                 out[f"{part}_rec"] = rec
                 out[f"{part}_kl"] = self.options.kl_weight * kl

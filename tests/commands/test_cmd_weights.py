@@ -1,4 +1,4 @@
-"""`medm2g weights init|inspect|verify`."""
+"""`medm2g weights init|inspect|verify|merge`."""
 
 from __future__ import annotations
 
@@ -87,3 +87,48 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 def test_command_module_is_light() -> None:
     code = "import sys, medm2g_cli.commands.weights; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _trained_copy(folder: Path, out: Path, components: tuple[str, ...], scale: float | None = None) -> Path:
+    """``folder`` with ``components`` changed, as a run that trained only them would leave it."""
+    import torch
+
+    from medm2g_cli.engine import MedM2G
+
+    m = MedM2G.from_pretrained(folder)
+    with torch.no_grad():
+        for c in components:
+            for p in m.parts[c].parameters():
+                p.add_(0.01)
+    if scale is not None:
+        m.scale_factors["xray"] = scale
+    m.save_pretrained(out)
+    return out
+
+
+def test_merge_takes_components_and_guards_latents(folder: Path, tmp_path: Path) -> None:
+    import torch
+
+    from medm2g_cli.engine import MedM2G
+
+    unet_run = _trained_copy(folder, tmp_path / "unet_run", ("unet_xray",))
+    ae_run = _trained_copy(folder, tmp_path / "ae_run", ("vae_xray", "unet_xray"), scale=0.5)
+    out = tmp_path / "merged"
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={unet_run}", "-o", str(out)]) == 0
+    assert _run(["weights", "verify", str(out)]) == 0
+    merged, base, src = (MedM2G.from_pretrained(p) for p in (out, folder, unet_run))
+    sd = merged.parts["unet_xray"].state_dict()
+    assert all(torch.equal(v, src.parts["unet_xray"].state_dict()[k]) for k, v in sd.items())
+    assert all(torch.equal(v, base.parts["unet_text"].state_dict()[k]) for k, v in merged.parts["unet_text"].state_dict().items())
+    # a diffuser trained on other latents is refused unless its autoencoder (and scale) come along
+    refused = tmp_path / "refused"
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={ae_run}", "-o", str(refused)]) == 2
+    assert not refused.exists()
+    both = tmp_path / "both"
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={ae_run}", "--take", f"vae_xray={ae_run}",
+                 "-o", str(both)]) == 0
+    assert MedM2G.from_pretrained(both).scale_factors["xray"] == 0.5
+    # bad --take, unknown component, existing output
+    assert _run(["weights", "merge", str(folder), "--take", "unet_xray", "-o", str(tmp_path / "x")]) == 2
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_ct={unet_run}", "-o", str(tmp_path / "y")]) == 2
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={unet_run}", "-o", str(out)]) == 2

@@ -105,7 +105,7 @@ def test_guidance_one_is_conditional(model: MedM2G) -> None:
 def test_null_condition_is_empty_text(model: MedM2G) -> None:
     with torch.no_grad():
         tokens = model.prompt_tokens("ct", None, batch=2)
-        expected = model.parts["conditioner_ct"].prompt_proj(model.embed_text([""]))
+        expected = model.parts["conditioner_ct"].prompt_token(model.embed_text([""]))
         torch.testing.assert_close(tokens[:, 0], expected.expand(2, -1))
 
 
@@ -239,3 +239,22 @@ def test_cfg_is_one_batched_forward_and_context_once(model: MedM2G, images: torc
         h2.remove()
     assert calls["unet"] == [4] * 4  # 2 samples x (unconditional + conditional), one forward per step
     assert calls["ctx"] == [2]  # the source's context tokens are computed once, not per step
+
+
+def test_prompt_scale_upgrade_keeps_function(model: MedM2G, tmp_path: Path) -> None:
+    import math
+
+    cond = model.parts["conditioner_ct"]
+    assert cond.prompt_scale == pytest.approx(math.sqrt(model.config.encoders.embed_dim))
+    p = model.embed_text(["cardiomegaly", "no finding"]).detach()
+    with torch.no_grad():
+        before = model.prompt_tokens("ct", p, batch=2)
+        cond.set_prompt_scale(1.0)  # the convention of weights saved before the option
+        assert model.upgrade_prompt_scale() == ["conditioner_ct"]
+        torch.testing.assert_close(model.prompt_tokens("ct", p, batch=2), before, atol=1e-5, rtol=1e-5)
+    assert model.upgrade_prompt_scale() == []
+    # the scale travels with the component's config
+    from medm2g_cli.engine.unet import Conditioner
+
+    cond.save_pretrained(tmp_path / "c")
+    assert Conditioner.from_pretrained(tmp_path / "c").prompt_scale == pytest.approx(cond.prompt_scale)

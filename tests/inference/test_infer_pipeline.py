@@ -65,8 +65,8 @@ def test_slice_geometry_inverse(h: int, w: int) -> None:
     assert tuple(t.shape) == (3, 1, 32, 32)
     back = geom.from_model(t)
     assert back.shape == (3, h, w)
-    if max(h, w) == 32:
-        np.testing.assert_array_equal(back, x)  # no resampling: exact
+    if max(h, w) <= 32:
+        np.testing.assert_array_equal(back, x)  # padded, never upsampled: exact
     # a smooth image survives the resize round trip closely
     yy, xx = np.mgrid[:h, :w]
     smooth = np.sin(xx / 9.0) * np.cos(yy / 11.0)

@@ -48,3 +48,33 @@ def test_calibration_can_be_switched_off(tmp_path):
                "--steps", "1", "--batch-size", "4", "-o", str(tmp_path / "run"), "--cpu"])
     sf = json.loads((tmp_path / "run" / "model" / "medm2g.json").read_text())["scale_factors"]
     assert sf["xray"] == 1.0 and sf["text"] == 1.0
+
+
+def test_random_crop_is_seeded_and_bounded():
+    from medm2g_cli.training.stages import _random_crop
+
+    x = torch.arange(2 * 1 * 10 * 12, dtype=torch.float32).reshape(2, 1, 10, 12)
+    assert _random_crop(x, None) is x and _random_crop(x, 10) is x  # nothing to crop
+    torch.manual_seed(0)
+    a = _random_crop(x, 4)
+    torch.manual_seed(0)
+    b = _random_crop(x, 4)
+    assert a.shape == (2, 1, 4, 4) and torch.equal(a, b)
+    for i in range(2):  # each crop is a contiguous window of its own image
+        y0, x0 = divmod(int(a[i, 0, 0, 0] - x[i, 0, 0, 0]), 12)
+        assert torch.equal(a[i], x[i, :, y0:y0 + 4, x0:x0 + 4])
+
+
+def test_autoencoders_train_on_crops(tmp_path):
+    """`ae_crop` trains the (convolutional) autoencoders on crops and the model still works on whole images."""
+    data = make_prepared(tmp_path / "prep", n=12, kinds=("xray",))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stage_options:\n  ae_crop: 16\n  targets: [xray]\n")
+    _pretrain(["pretrain", "--config", str(cfg), "--preset", "tiny", "--data", str(data), "--stages", "autoencoders",
+               "--steps", "2", "--batch-size", "4", "-o", str(tmp_path / "run"), "--cpu"])
+    model = MedM2G.from_pretrained(tmp_path / "run" / "model")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["stage_options"]["ae_crop"] == 16  # recorded with the run
+    x = torch.zeros(1, 1, model.image_size, model.image_size)
+    with torch.no_grad():
+        assert model.decode_image("xray", model.encode_image("xray", x)).shape == x.shape

@@ -55,3 +55,26 @@ def test_sources_matter_to_the_loss(data):
         torch.manual_seed(0)
         b = float(job.compute(batch, 0)["loss"])
     assert a != b
+
+
+def test_pairs_option_on_the_command_line(tmp_path):
+    import json
+
+    from medm2g_cli.main import run
+
+    prep = make_prepared(tmp_path / "prep", n=12)
+
+    def code(argv):
+        try:
+            run(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    base = ["pretrain", "--preset", "tiny", "--data", str(prep), "--stages", "diffusion", "--steps", "1",
+            "--batch-size", "2", "--cpu"]
+    assert code([*base, "--pairs", "ct<foo", "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert code([*base, "--pairs", "t2<t1", "-o", str(tmp_path / "run")]) == 0
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["stage_options"]["pairs"] == ["t2<t1"]
