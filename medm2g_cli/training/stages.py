@@ -100,15 +100,21 @@ class StageOptions:
     ae_crop: int | None = None
 
 
-def _random_crop(x: torch.Tensor, side: int | None) -> torch.Tensor:
+def _random_crop(x: torch.Tensor, side: int | None, tries: int = 4) -> torch.Tensor:
     """A random ``side`` x ``side`` crop of each image in [B, C, H, W] (whole images when ``side`` is
-    None or not smaller); positions come from torch's generator, so a seeded run repeats."""
+    None or not smaller): of ``tries`` random positions, the one with the most content (pixels above
+    the background level -1), so padded or air-filled corners do not eat the batch. Positions come
+    from torch's generator, so a seeded run repeats."""
     if side is None or side >= min(x.shape[-2:]):
         return x
     h, w = x.shape[-2:]
-    ys = torch.randint(0, h - side + 1, (x.shape[0],)).tolist()
-    xs = torch.randint(0, w - side + 1, (x.shape[0],)).tolist()
-    return torch.stack([x[i, :, y:y + side, c:c + side] for i, (y, c) in enumerate(zip(ys, xs, strict=True))])
+    crops = []
+    for i in range(x.shape[0]):
+        ys = torch.randint(0, h - side + 1, (tries,)).tolist()
+        xs = torch.randint(0, w - side + 1, (tries,)).tolist()
+        cands = [x[i, :, y:y + side, c:c + side] for y, c in zip(ys, xs, strict=True)]
+        crops.append(max(cands, key=lambda t: int((t > -0.98).sum())))
+    return torch.stack(crops)
 
 
 def _count(params: Sequence[torch.nn.Parameter]) -> int:

@@ -63,6 +63,12 @@ def test_random_crop_is_seeded_and_bounded():
     for i in range(2):  # each crop is a contiguous window of its own image
         y0, x0 = divmod(int(a[i, 0, 0, 0] - x[i, 0, 0, 0]), 12)
         assert torch.equal(a[i], x[i, :, y0:y0 + 4, x0:x0 + 4])
+    # crops prefer content over background (-1): a 4 x 4 patch of content in a 10 x 12 background
+    bg = torch.full((64, 1, 10, 12), -1.0)
+    bg[:, :, 3:7, 5:9] = 1.0
+    got = _random_crop(bg, 4)
+    blind = (bg[:, :, :4, :4] > -0.98).float().mean()  # what a fixed corner crop would see
+    assert float((got > -0.98).float().mean()) > max(0.3, float(blind))
 
 
 def test_autoencoders_train_on_crops(tmp_path):
