@@ -55,6 +55,7 @@ class LoopConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # "constant" after warmup, or "cosine" decay to 0 at the last step
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
     ema: bool = False
@@ -81,6 +82,8 @@ class LoopConfig:
             raise ConfigError(f"--grad-accum must be at least 1, got {self.grad_accum}", "pass --grad-accum N with N >= 1")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}", "pass a learning rate such as 1e-4")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"unknown lr_schedule '{self.lr_schedule}'", "use constant or cosine")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"unknown --mixed-precision '{self.mixed_precision}'", "use no, fp16 or bf16")
         if self.checkpoint_every < 0 or self.workers < 0:
@@ -339,9 +342,16 @@ def _enable_gradient_checkpointing(module: torch.nn.Module) -> int:
     return n
 
 
-def _lr_lambda(warmup: int) -> Callable[[int], float]:
+def _lr_lambda(warmup: int, schedule: str = "constant", total: int = 0) -> Callable[[int], float]:
+    """Linear warmup, then constant or half-cosine decay to 0 at step ``total`` (LDM / diffusers)."""
+
     def f(step: int) -> float:
-        return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine" and total > warmup:
+            done = min(1.0, (step - warmup) / (total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * done))
+        return 1.0
 
     return f
 
@@ -381,7 +391,7 @@ def run_phase(
         p.requires_grad_(True)
     betas = cast(tuple[float, float], tuple(cfg.adam_betas))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.lr_schedule, cfg.steps))
     plateau = None
     if cfg.plateau_factor:
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

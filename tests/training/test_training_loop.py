@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,10 @@ def test_loss_falls_and_log_written(tmp_path):
     assert {"loss", "loss/mse", "lr", "samples_per_s"} <= set(lines[0])
 
 
-@pytest.mark.parametrize("ema,accum", [(False, 1), (True, 2)])
-def test_resume_is_exact(tmp_path, ema, accum):
-    cfg = loop.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, ema=ema, grad_accum=accum)
+@pytest.mark.parametrize("ema,accum,schedule", [(False, 1, "constant"), (True, 2, "cosine")])
+def test_resume_is_exact(tmp_path, ema, accum, schedule):
+    cfg = loop.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, ema=ema, grad_accum=accum,
+                          warmup_steps=2, lr_schedule=schedule)
     full, _ = _run(tmp_path / "a", cfg)
     # Interrupted after 6 steps: the last complete checkpoint is step 4.
     _run(tmp_path / "b", cfg, stop_after=6)
@@ -98,6 +100,17 @@ def test_resume_is_exact(tmp_path, ema, accum):
     assert steps == list(range(1, 13))
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero(tmp_path):
+    cfg = loop.LoopConfig(steps=10, batch_size=4, lr=1e-2, warmup_steps=2, lr_schedule="cosine")
+    _run(tmp_path, cfg)
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / loop.METRICS_FILE).read_text().splitlines()]
+    # lr logged after each step's scheduler update: step k trains at lambda(k-1), logs lambda(k)
+    assert lrs[0] == pytest.approx(1e-2)  # warmup over 2 steps: 0.5, 1.0
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[4] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 3 / 8)))
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_bad_settings_refused():
     from medm2g_cli.errors import ConfigError
 
@@ -105,3 +118,5 @@ def test_bad_settings_refused():
         loop.LoopConfig(steps=0).validate()
     with pytest.raises(ConfigError):
         loop.LoopConfig(mixed_precision="fp8").validate()
+    with pytest.raises(ConfigError):
+        loop.LoopConfig(lr_schedule="linear-ish").validate()
