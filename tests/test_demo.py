@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medm2g_cli.demo import GlobalMap, macro_f1, psnr_volume
+from medm2g_cli.demo import GlobalMap, autoencoder_roundtrip, macro_f1, psnr_volume
 
 
 def test_global_map_is_the_per_bin_statistic():
@@ -70,3 +70,21 @@ def test_demo_runs_end_to_end_and_exits_nonzero_when_a_check_fails(tmp_path, cap
         run(["demo", "-o", str(out), "--weights", str(weights)])
     assert exc2.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_autoencoder_roundtrip_keeps_the_grid_and_goes_through_the_decoder():
+    import torch
+
+    from medm2g_cli.engine import MedM2G
+
+    torch.set_num_threads(1)
+    model = MedM2G.from_preset("tiny", seed=0, modalities=("ct",)).eval()
+    ct = np.random.default_rng(0).uniform(-1000, 1500, size=(37, 29, 5)).astype(np.float32)
+    rt = autoencoder_roundtrip(model, ct, "ct", batch=2)
+    assert rt.shape == ct.shape and np.isfinite(rt).all()
+    # a decoder that outputs 0 (the middle of the CT window [-1024, 2048]) everywhere: the floor is 512 HU
+    conv = model._vae("ct").decoder.conv_out
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+    np.testing.assert_allclose(autoencoder_roundtrip(model, ct, "ct"), 512.0, atol=1e-3)
