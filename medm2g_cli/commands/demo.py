@@ -61,9 +61,12 @@ def demo(
             t.add_column(c)
         ck = m["checks"]
         t.add_row("MRI->CT MAE (HU, head)", f"{m['mri2ct']['model_mae_hu']:.1f}",
-                  f"{m['mri2ct']['global_map_mae_hu']:.1f} (global map)", _yes(ck["mri2ct_beats_global_map"]))
+                  (f"{m['mri2ct']['global_map_mae_hu']:.1f} (global map); "
+                   f"{m['mri2ct']['autoencoder_mae_hu']:.1f} (autoencoder floor)"),
+                  _yes(ck["mri2ct_beats_global_map"]))
         t.add_row("T1+T2->PD PSNR (dB)", f"{m['synthesis']['model_psnr']:.2f}",
-                  f"{m['synthesis']['copy_psnr']:.2f} (copy); {m['synthesis']['global_map_psnr']:.2f} (global map)",
+                  (f"{m['synthesis']['copy_psnr']:.2f} (copy); {m['synthesis']['global_map_psnr']:.2f} (global map); "
+                   f"{m['synthesis']['autoencoder_psnr']:.2f} (autoencoder ceiling)"),
                   _yes(ck["synthesis_beats_copy"]))
         t.add_row("report macro-F1", f"{m['report']['model_macro_f1']:.3f}",
                   f"{m['report']['majority_macro_f1']:.3f} (majority)", _yes(ck["report_beats_majority"]))
