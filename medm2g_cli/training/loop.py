@@ -342,6 +342,16 @@ def _enable_gradient_checkpointing(module: torch.nn.Module) -> int:
     return n
 
 
+def _adamw(params: list[torch.nn.Parameter], **kw: Any) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where torch has one for the parameters' device (CPU and CUDA in
+    torch >= 2.4): the per-tensor Python loop of the default implementation cost 16 % of a small-preset
+    training step on CPU (profiled in `make bench` figure 5). Falls back to the default elsewhere."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # device or dtype without a fused kernel
+        return torch.optim.AdamW(params, **kw)
+
+
 def _lr_lambda(warmup: int, schedule: str = "constant", total: int = 0) -> Callable[[int], float]:
     """Linear warmup, then constant or half-cosine decay to 0 at step ``total`` (LDM / diffusers)."""
 
@@ -390,7 +400,7 @@ def run_phase(
     for p in params:
         p.requires_grad_(True)
     betas = cast(tuple[float, float], tuple(cfg.adam_betas))
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    optimizer = _adamw(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.lr_schedule, cfg.steps))
     plateau = None
     if cfg.plateau_factor:
