@@ -379,8 +379,9 @@ def fig5_train_throughput(size: dict[str, Any]) -> dict[str, Any]:
 def _model_for_quality(preset: str) -> tuple[Any, str]:
     from medm2g_cli.engine import MedM2G
 
-    w = os.environ.get("MEDM2G_WEIGHTS")
-    if w and Path(w, "medm2g.json").is_file():
+    # $MEDM2G_WEIGHTS, else the shipped demo model (trained, so PSNR vs the phantom CT means something)
+    w = os.environ.get("MEDM2G_WEIGHTS") or str(Path(__file__).resolve().parents[1] / "weights" / "medm2g-demo")
+    if Path(w, "medm2g.json").is_file():
         m = MedM2G.from_pretrained(w)
         if {"ct", "mri"} <= set(m.config.modalities):
             return m.eval(), f"trained weights {w}"
