@@ -15,7 +15,7 @@ def demo(
     weights: Weights = None,
     brain_subjects: Annotated[int, typer.Option("--brain-subjects", help="Held-out brain phantoms.")] = 1,
     chest_studies: Annotated[int, typer.Option("--chest-studies", help="Held-out chest phantoms for report generation.")] = 30,
-    images_per_finding: Annotated[int, typer.Option("--images-per-finding", help="Generated X-rays per finding prompt.")] = 4,
+    images_per_finding: Annotated[int, typer.Option("--images-per-finding", help="Generated X-rays per finding prompt.")] = 8,
     samples: Annotated[int, typer.Option("--samples", "-k", help="Draws per translation (mean + uncertainty).")] = 2,
     steps: Steps = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out phantoms (never the training seed 1000).")] = 424242,
