@@ -176,8 +176,9 @@ def run_demo(settings: DemoSettings, step: Step = lambda _: None) -> dict[str, A
     with atomic_dir(settings.out, overwrite=settings.overwrite) as tmp:
         (tmp / "img").mkdir()
         cohort = _cohorts(tmp, settings, step)
-        metrics["mri2ct"] = _translate(tmp, cohort, inf, settings, step)
-        metrics["synthesis"] = _synthesize(tmp, cohort, inf, settings, step)
+        model = _model(weights)  # for the autoencoder-alone floors of both brain tasks
+        metrics["mri2ct"] = _translate(tmp, cohort, inf, model, settings, step)
+        metrics["synthesis"] = _synthesize(tmp, cohort, inf, model, settings, step)
         metrics["xray_generation"] = _generate(tmp, inf, settings, step)
         metrics["report"] = _report(tmp, cohort, inf, settings, step)
         metrics["eval"] = _evaluate(tmp, cohort, weights, settings, step)
@@ -252,7 +253,7 @@ def _model(weights: Path) -> Any:
     return MedM2G.from_pretrained(weights).eval()
 
 
-def _translate(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) -> dict[str, Any]:
+def _translate(tmp: Path, c: _Cohort, inf: Any, model: Any, s: DemoSettings, step: Step) -> dict[str, Any]:
     from . import api
 
     step("translate mri2ct on held-out subjects (model vs global MRI->HU map fitted on training subjects)")
@@ -264,7 +265,6 @@ def _translate(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) -> 
         xs.append(_norm(_load(d / "t1.nii.gz"), "mri")[head])
         ys.append(_load(d / "ct.nii.gz")[head])
     gmap = GlobalMap(128, "median").fit([np.concatenate(xs)], np.concatenate(ys))
-    model = _model(inf.weights)
     out = tmp / "translate"
     out.mkdir()
     rows = []
@@ -292,7 +292,7 @@ def _translate(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) -> 
             "mask": "head (phantom label map > 0)"}
 
 
-def _synthesize(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) -> dict[str, Any]:
+def _synthesize(tmp: Path, c: _Cohort, inf: Any, model: Any, s: DemoSettings, step: Step) -> dict[str, Any]:
     from . import api
 
     step("synthesize T1 + T2 -> PD (model vs copying the closest input, and a fitted global map)")
@@ -306,7 +306,6 @@ def _synthesize(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) ->
         x2.append(_norm(_load(d / "t2.nii.gz"), "mri")[head])
         ys.append(_norm(pd, "mri")[head])
     gmap = GlobalMap(32, "mean").fit([np.concatenate(x1), np.concatenate(x2)], np.concatenate(ys))
-    model = _model(inf.weights)
     out = tmp / "synthesize"
     out.mkdir()
     rows = []

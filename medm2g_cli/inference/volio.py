@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
 from ..io.volume import Volume
 
 
@@ -20,9 +19,6 @@ def read_volume(path: Path, modality: str | None = None, series: str | None = No
     """Read a volume (NIfTI, DICOM folder/zip/file, MHA/MHD/NRRD) with its RAS affine."""
     from .. import io as pkg_io
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input '{path}' does not exist", "check the path")
     return pkg_io.read_volume(path, modality=modality, series=series)
 
 
