@@ -34,8 +34,14 @@ def _config(module: torch.nn.Module) -> dict[str, Any]:
     return {k: v for k, v in items if not str(k).startswith("_")}
 
 
-def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
+# AutoencoderKL state that acts after the latent: a diffuser never sees it, so a decoder fine-tuned
+# alone (``ae_decoder_only``) keeps every diffuser trained on the original encoder valid
+_DECODER_SIDE = ("decoder.", "post_quant_conv.")
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module, skip: tuple[str, ...] = ()) -> bool:
+    sa = {k: v for k, v in a.state_dict().items() if not k.startswith(skip)} if skip else a.state_dict()
+    sb = {k: v for k, v in b.state_dict().items() if not k.startswith(skip)} if skip else b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -47,8 +53,9 @@ def merge_models(base: Any, sources: Mapping[str, Any]) -> dict[str, str]:
     """Copy ``sources`` (component name -> MedM2G) into ``base`` in place; returns what changed.
 
     Taking an autoencoder takes its latent scale factor with it. A diffuser or conditioner is only
-    taken when, in the merged model, its modality's autoencoder and scale factor and every pooled
-    encoder are identical to those of the model it comes from.
+    taken when, in the merged model, its modality's latents (the image autoencoder's encoder side, or
+    the whole text VAE), scale factor and every pooled encoder are identical to those of the model it
+    comes from.
     """
     names = set(base.parts.keys())
     for model in {id(m): m for m in sources.values()}.values():
@@ -63,6 +70,15 @@ def merge_models(base: Any, sources: Mapping[str, Any]) -> dict[str, str]:
         if type(src.parts[comp]) is not type(base.parts[comp]) or _config(src.parts[comp]) != _config(base.parts[comp]):
             raise ConfigError(f"component '{comp}' has a different configuration in the two models",
                               "merge models of one preset and config")
+    # a taken image autoencoder with other latents would strand the base's own diffuser of that modality
+    for comp, src in sources.items():
+        mod = _modality(comp)
+        if not comp.startswith("vae_") or mod is None or f"unet_{mod}" not in names or f"unet_{mod}" in sources:
+            continue
+        if not _same(base.parts[comp], src.parts[comp], _DECODER_SIDE) or \
+                abs(base.scale_factors.get(mod, 1.0) - src.scale_factors.get(mod, 1.0)) > 1e-9:
+            raise ConfigError(f"'{comp}' makes other {mod} latents than the ones 'unet_{mod}' was trained on",
+                              f"take 'unet_{mod}' from the same model too, or only a decoder fine-tuned alone")
     for comp, src in sources.items():
         base.parts[comp].load_state_dict(src.parts[comp].state_dict())
         mod = _modality(comp)
@@ -77,7 +93,8 @@ def merge_models(base: Any, sources: Mapping[str, Any]) -> dict[str, str]:
             continue
         needs = [_latent_maker(mod), *_ENCODERS, *(n for n in names if n.startswith("image_encoder_"))]
         for n in needs:
-            if n in names and not _same(base.parts[n], src.parts[n]):
+            skip = _DECODER_SIDE if n.startswith("vae_") else ()
+            if n in names and not _same(base.parts[n], src.parts[n], skip):
                 raise ConfigError(f"'{comp}' was trained with another '{n}' than the merged model has",
                                   f"take '{n}' from the same model too, or retrain '{comp}'")
         if abs(base.scale_factors.get(mod, 1.0) - src.scale_factors.get(mod, 1.0)) > 1e-9:

@@ -163,6 +163,12 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
 CALIBRATION_SAMPLES = 256
 
 
+def _recalibrates(options: Any) -> bool:
+    """Whether the autoencoders stage sets new latent scales: not when only decoders train, since the
+    latents (and the diffusers trained on them) are unchanged."""
+    return bool(options.calibrate_scale) and not options.ae_decoder_only
+
+
 def _calibrate(job: Any, model: Any) -> dict[str, float]:
     """CoDi's ``scale_by_std``: after the autoencoders stage, set each trained modality's latent
     scale factor to 1/std of its latents on (up to 256) training samples, so the diffusers see
@@ -382,7 +388,7 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
         start_phase = names.index(resume_meta["phase"])
     for i, job in enumerate(jobs):
         if i < start_phase:
-            if job.name == "autoencoders" and req.options.calibrate_scale:
+            if job.name == "autoencoders" and _recalibrates(req.options):
                 _calibrate(job, model)  # not in the checkpoint: recomputed (deterministically) on resume
             continue
         ckpt = resume_ckpt if (resume_ckpt is not None and i == start_phase) else None
@@ -393,7 +399,7 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
         phases.append(asdict(res))
         if stop_after is not None and res.steps < req.loop.steps:
             break
-        if job.name == "autoencoders" and req.options.calibrate_scale:
+        if job.name == "autoencoders" and _recalibrates(req.options):
             phases[-1]["scale_factors"] = _calibrate(job, model)
     model_dir = run_dir / "model"
     finished = not (stop_after is not None and phases and phases[-1]["steps"] < req.loop.steps)

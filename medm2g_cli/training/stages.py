@@ -98,6 +98,10 @@ class StageOptions:
     # autoencoders: train on random square crops of this side (the KL autoencoders are convolutional,
     # as LDM trains its f8 autoencoder on 256 px crops); None trains on whole images
     ae_crop: int | None = None
+    # autoencoders: train the image decoders only (encoder and quant_conv frozen). The latents, and
+    # so every diffuser trained on them, stay valid, as Stability's fine-tuned ("ft-MSE") SD decoders
+    # keep the original latent space; the latent scale factor is kept, not recalibrated.
+    ae_decoder_only: bool = False
 
 
 def _random_crop(x: torch.Tensor, side: int | None, tries: int = 4) -> torch.Tensor:
@@ -379,6 +383,29 @@ def _trainable(model: Any, stage: str, modality_list: Sequence[str]) -> tuple[
     return by_component, by_modality
 
 
+# AutoencoderKL parameters that act after the latent: training only these leaves the latents unchanged
+DECODER_PREFIXES: tuple[str, ...] = ("decoder.", "post_quant_conv.")
+
+
+def _decoder_side(model: Any, trained: Sequence[str], params: dict[str, list[torch.nn.Parameter]],
+                  per_modality: dict[str, list[torch.nn.Parameter]]
+                  ) -> tuple[dict[str, list[torch.nn.Parameter]], dict[str, list[torch.nn.Parameter]]]:
+    """``params`` restricted to the image autoencoders' decoders (``ae_decoder_only``)."""
+    if TEXT in trained:
+        raise ConfigError("ae_decoder_only applies to the image autoencoders, not the text VAE",
+                          "leave text out of stage_options.targets")
+    comps = _components(model)
+    keep: set[int] = set()
+    for m in trained:
+        vae = comps.get(f"vae_{m}")
+        if vae is None:
+            raise ConfigError(f"the model has no {m} autoencoder", "check stage_options.targets")
+        keep |= {id(p) for n, p in vae.named_parameters() if n.startswith(DECODER_PREFIXES)}
+    params = {k: [p for p in v if id(p) in keep] for k, v in params.items()}
+    per_modality = {k: [p for p in v if id(p) in keep] for k, v in per_modality.items()}
+    return {k: v for k, v in params.items() if v}, {k: v for k, v in per_modality.items() if v}
+
+
 def build_stage(
     stage: str, model: Any, data: TrainingData, options: StageOptions, *,
     flows: Sequence[Flow] = (), schedule: str = "chain", steps: int = 1, val: TrainingData | None = None,
@@ -472,5 +499,7 @@ def build_stage(
     val_ds = MixedSet(val_parts) if val_parts else None
     sched = FlowSchedule(tuple(flows), steps, schedule) if stage == "multiflow" else None
     params, per_modality = _trainable(model, stage, trained)
+    if stage == "autoencoders" and options.ae_decoder_only:
+        params, per_modality = _decoder_side(model, trained, params, per_modality)
     return StageJob(stage, model, dataset, params, options, val_dataset=val_ds, schedule=sched, requires=requires,
                     side_params=per_modality)

@@ -132,3 +132,28 @@ def test_merge_takes_components_and_guards_latents(folder: Path, tmp_path: Path)
     assert _run(["weights", "merge", str(folder), "--take", "unet_xray", "-o", str(tmp_path / "x")]) == 2
     assert _run(["weights", "merge", str(folder), "--take", f"unet_ct={unet_run}", "-o", str(tmp_path / "y")]) == 2
     assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={unet_run}", "-o", str(out)]) == 2
+
+
+def test_merge_accepts_a_decoder_trained_alone(folder: Path, tmp_path: Path) -> None:
+    """A decoder fine-tuned alone leaves the latents, so the diffusers, valid; a new encoder does not."""
+    import torch
+
+    from medm2g_cli.engine import MedM2G
+
+    m = MedM2G.from_pretrained(folder)
+    with torch.no_grad():
+        for n, p in m.parts["vae_xray"].named_parameters():
+            if n.startswith(("decoder.", "post_quant_conv.")):
+                p.add_(0.01)
+    dec = m.save_pretrained(tmp_path / "dec_run")
+    enc = _trained_copy(folder, tmp_path / "enc_run", ("vae_xray",))
+    out = tmp_path / "merged"
+    assert _run(["weights", "merge", str(folder), "--take", f"vae_xray={dec}", "-o", str(out)]) == 0
+    got = MedM2G.from_pretrained(out).parts["vae_xray"].state_dict()
+    assert all(torch.equal(v, m.parts["vae_xray"].state_dict()[k]) for k, v in got.items())
+    # the other way round: the base's unet_xray next to a new encoder is refused, nothing written
+    assert _run(["weights", "merge", str(folder), "--take", f"vae_xray={enc}", "-o", str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()
+    # and a diffuser whose decoder-only sibling is the base: taken
+    unet_run = _trained_copy(dec, tmp_path / "unet_run", ("unet_xray",))
+    assert _run(["weights", "merge", str(folder), "--take", f"unet_xray={unet_run}", "-o", str(tmp_path / "u")]) == 0

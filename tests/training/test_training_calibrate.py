@@ -84,3 +84,38 @@ def test_autoencoders_train_on_crops(tmp_path):
     x = torch.zeros(1, 1, model.image_size, model.image_size)
     with torch.no_grad():
         assert model.decode_image("xray", model.encode_image("xray", x)).shape == x.shape
+
+
+def test_decoder_only_keeps_the_latents(tmp_path):
+    """`ae_decoder_only` changes the decoder, not the encoder or the latent scale (the diffusers stay valid)."""
+    torch.set_num_threads(1)
+    data = make_prepared(tmp_path / "prep", n=12, kinds=("xray",))
+    _pretrain(["pretrain", "--preset", "tiny", "--data", str(data), "--stages", "autoencoders", "--steps", "1",
+               "--batch-size", "4", "-o", str(tmp_path / "base"), "--cpu"])
+    base = MedM2G.from_pretrained(tmp_path / "base" / "model")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stage_options:\n  ae_decoder_only: true\n  targets: [xray]\n")
+    _pretrain(["pretrain", "--config", str(cfg), "--init", str(tmp_path / "base" / "model"), "--data", str(data),
+               "--stages", "autoencoders", "--steps", "3", "--batch-size", "4", "--lr", "1e-2",
+               "-o", str(tmp_path / "run"), "--cpu"])
+    tuned = MedM2G.from_pretrained(tmp_path / "run" / "model")
+    old, new = base.parts["vae_xray"].state_dict(), tuned.parts["vae_xray"].state_dict()
+    dec = ("decoder.", "post_quant_conv.")
+    assert all(torch.equal(v, new[k]) for k, v in old.items() if not k.startswith(dec))
+    assert any(not torch.equal(v, new[k]) for k, v in old.items() if k.startswith(dec))
+    assert tuned.scale_factors == base.scale_factors
+    assert all(torch.equal(v, tuned.parts["text_vae"].state_dict()[k]) for k, v in base.parts["text_vae"].state_dict().items())
+
+
+def test_decoder_only_refuses_the_text_vae(tmp_path):
+    data = make_prepared(tmp_path / "prep", n=12, kinds=("xray",))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stage_options:\n  ae_decoder_only: true\n")
+    try:
+        run(["pretrain", "--config", str(cfg), "--preset", "tiny", "--data", str(data), "--stages", "autoencoders",
+             "--steps", "1", "--batch-size", "4", "-o", str(tmp_path / "run"), "--cpu"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("accepted ae_decoder_only with the text VAE")
+    assert not (tmp_path / "run" / "model").exists()
