@@ -116,6 +116,11 @@ class SchedulerConfig:
     # LDM "linear" = linspace(sqrt(b0), sqrt(bT))**2, which diffusers calls scaled_linear.
     beta_schedule: str = "scaled_linear"
     prediction_type: str = "epsilon"
+    # Branches whose UNet predicts v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022) instead.
+    # The eps loss weights the clean-latent error by SNR, next to nothing at high noise, so a
+    # translation diffuser learns slowly what its concat source determines; v weights it by SNR + 1.
+    # The engine turns v into eps, so samplers and guidance are the same for every branch.
+    v_prediction: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,6 +155,10 @@ class ModelConfig:
         """Check the configuration; raise :class:`ConfigError` naming the bad field."""
         for m in self.modalities:
             modalities.get(m)
+        bad = [b for b in self.scheduler.v_prediction if b not in self.modalities]
+        if bad:
+            raise ConfigError(f"scheduler.v_prediction names {', '.join(map(repr, bad))}, not a branch of the model",
+                              f"use some of: {', '.join(self.modalities)}")
         if self.conditioning not in ("context", "concat"):
             raise ConfigError(f"unknown conditioning mode '{self.conditioning}'", "use 'context' or 'concat'")
         img = self.image

@@ -392,9 +392,20 @@ class MedM2G(nn.Module):
 
     # -- denoiser --------------------------------------------------------------------------------
 
-    def predict_noise(self, target: str, z_t: torch.Tensor, t: torch.Tensor | int, tokens: torch.Tensor,
-                      concat: torch.Tensor | None = None) -> torch.Tensor:
-        """Epsilon of branch ``target`` for noisy latents ``z_t`` at timesteps ``t`` given ``tokens``."""
+    def predicts_v(self, target: str) -> bool:
+        """Whether branch ``target``'s UNet outputs v rather than epsilon (``scheduler.v_prediction``)."""
+        return modalities.split_target(target)[0] in self.config.scheduler.v_prediction
+
+    def _alphas(self, t: torch.Tensor | int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) per row of ``like``, broadcastable to it."""
+        ac = self.train_scheduler.alphas_cumprod.to(like.device)
+        tt = torch.as_tensor(t, device=like.device).reshape(-1).long().expand(like.shape[0])
+        a = ac[tt].to(torch.float32).reshape(-1, *([1] * (like.dim() - 1)))
+        return a.sqrt(), (1 - a).sqrt()
+
+    def model_output(self, target: str, z_t: torch.Tensor, t: torch.Tensor | int, tokens: torch.Tensor,
+                     concat: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw output of branch ``target``'s UNet: epsilon, or v where :meth:`predicts_v`."""
         mod = self._need(modalities.split_target(target)[0])
         if mod == "text":
             return self.parts["unet_text"](z_t, t, tokens)
@@ -403,6 +414,15 @@ class MedM2G(nn.Module):
                 concat = z_t.new_zeros(z_t.shape[0], z_t.shape[1] * self.config.concat_slots, *z_t.shape[2:])
             z_t = torch.cat([z_t, concat], dim=1)
         return self.parts[f"unet_{mod}"](z_t, t, encoder_hidden_states=tokens).sample
+
+    def predict_noise(self, target: str, z_t: torch.Tensor, t: torch.Tensor | int, tokens: torch.Tensor,
+                      concat: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon of branch ``target`` for noisy latents ``z_t`` at timesteps ``t`` given ``tokens``."""
+        out = self.model_output(target, z_t, t, tokens, concat)
+        if not self.predicts_v(target):
+            return out
+        sa, sb = self._alphas(t, z_t)  # z_t = sa x0 + sb eps, v = sa eps - sb x0  =>  eps = sa v + sb z_t
+        return (sa * out.float() + sb * z_t.float()).to(out.dtype)
 
     def _concat(self, sources: Sequence[tuple[str, torch.Tensor]], like: torch.Tensor) -> torch.Tensor:
         """Source latents stacked into the ``concat_slots`` channels (zeros for empty slots)."""
@@ -433,7 +453,7 @@ class MedM2G(nn.Module):
         timesteps: torch.Tensor | None = None,
         sources: Sequence[tuple[str, torch.Tensor]] = (),
     ) -> torch.Tensor:
-        """Epsilon-MSE of branch ``target`` on clean scaled latents ``x0``.
+        """Epsilon-MSE (v-MSE for a ``scheduler.v_prediction`` branch) of ``target`` on clean scaled latents ``x0``.
 
         ``cond``: pooled prompt embedding [B, E] (e.g. :meth:`embed_text` or a mix), None =
         unconditional. ``sources``: (name, clean scaled latent) of pixel-aligned imaging sources
@@ -451,8 +471,11 @@ class MedM2G(nn.Module):
         drop = torch.rand(b, device=dev) < cond_drop_prob
         context, concat = self._source_inputs(mod, sources, x0, drop)
         tokens = self.prompt_tokens(mod, cond, contrast, context, drop=drop, batch=b)
-        eps = self.predict_noise(mod, z_t, t, tokens, concat)
-        return F.mse_loss(eps.float(), noise.float())
+        out = self.model_output(mod, z_t, t, tokens, concat)
+        if self.predicts_v(mod):
+            sa, sb = self._alphas(t, x0)
+            return F.mse_loss(out.float(), sa * noise.float() - sb * x0.float())
+        return F.mse_loss(out.float(), noise.float())
 
     def _source_inputs(self, target: str, sources: Sequence[tuple[str, torch.Tensor]], like: torch.Tensor,
                        drop: torch.Tensor | None) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor | None]:

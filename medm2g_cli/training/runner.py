@@ -192,8 +192,10 @@ def _calibrate(job: Any, model: Any) -> dict[str, float]:
 
 
 # Fields of an existing model that a config may change: they change no parameter shape (the UNets
-# and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px.
+# and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px, or fine-tuning an
+# epsilon UNet into a v-prediction one (as Stable Diffusion 2's 768-v model came from its base).
 RESOLUTION_FIELDS: tuple[str, ...] = ("image.image_size",)
+INIT_MUTABLE_FIELDS: tuple[str, ...] = (*RESOLUTION_FIELDS, "scheduler.v_prediction")
 
 
 def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
@@ -212,9 +214,16 @@ def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
             if size < 8 or size % 8:
                 raise ConfigError(f"{key} = {value} is not a positive multiple of 8", "e.g. 64, 128 or 256")
             setattr(obj, leaf, size)
+        elif key == "scheduler.v_prediction":
+            names = (value,) if isinstance(value, str) else tuple(value)
+            bad = [n for n in names if n not in model.config.modalities]
+            if bad:
+                raise ConfigError(f"{key}: the model has no branch {', '.join(map(repr, bad))}",
+                                  f"use some of: {', '.join(model.config.modalities)}")
+            setattr(obj, leaf, tuple(dict.fromkeys(names)))
         elif (list(current) if isinstance(current, tuple) else current) != (list(value) if isinstance(value, tuple) else value):
             raise ConfigError(f"--init model has {key} = {current!r} but the config asks for {value!r}",
-                              f"drop {key} from the config's model: section (only {', '.join(RESOLUTION_FIELDS)} "
+                              f"drop {key} from the config's model: section (only {', '.join(INIT_MUTABLE_FIELDS)} "
                               "can change for an existing model)")
 
 

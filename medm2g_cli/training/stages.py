@@ -303,12 +303,18 @@ class StageJob:
         return self.model.diffusion_loss(tmod, z0, cond, cond_drop_prob=self.options.cond_drop_prob,
                                          contrast=contrast, sources=sources)
 
+    def _loss_name(self, target: str) -> str:
+        """``v`` for a branch that predicts v (``scheduler.v_prediction``), else ``eps``: the logged term's prefix."""
+        predicts_v = getattr(self.model, "predicts_v", None)
+        return "v" if predicts_v is not None and predicts_v(target) else "eps"
+
     def _diffusion(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         dev = self._device()
         for part, b in batch["parts"].items():
             if "srcs" in b:
-                out[f"eps_{part.replace('<', '_from_').replace('+', '_')}"] = self._multi_source(part, b)
+                tgt = part.split("<")[0]
+                out[f"{self._loss_name(tgt)}_{part.replace('<', '_from_').replace('+', '_')}"] = self._multi_source(part, b)
                 continue
             target, cond_key = part.split("<")  # "xray<text", "mri<ct", "text<xray"
             if target == TEXT:
@@ -327,7 +333,7 @@ class StageJob:
                 src_keys = list(b["b_key"])
                 kwargs["sources"] = [(src_keys[0] if len(set(src_keys)) == 1 else src_mod,
                                       self._latents(b["b"].to(dev), src_mod, b.get("index"), part + ":src"))]
-            out[f"eps_{target}"] = self.model.diffusion_loss(
+            out[f"{self._loss_name(target)}_{target}"] = self.model.diffusion_loss(
                 target, z0, cond, cond_drop_prob=self.options.cond_drop_prob, contrast=contrast, **kwargs
             )
         return out

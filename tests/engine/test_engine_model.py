@@ -258,3 +258,48 @@ def test_prompt_scale_upgrade_keeps_function(model: MedM2G, tmp_path: Path) -> N
 
     cond.save_pretrained(tmp_path / "c")
     assert Conditioner.from_pretrained(tmp_path / "c").prompt_scale == pytest.approx(cond.prompt_scale)
+
+
+class _Oracle(torch.nn.Module):
+    """Stands in for a UNet that predicts a given tensor exactly (the engine's conversion is under test)."""
+
+    def __init__(self, out: torch.Tensor, config: object) -> None:
+        super().__init__()
+        self.out, self.config = out, config
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        return type("Out", (), {"sample": self.out})()
+
+
+def test_v_prediction_branch(images: torch.Tensor, tmp_path: Path) -> None:
+    """A v branch: the loss target is v and a perfect v turns into the true eps; the setting persists."""
+    from medm2g_cli.config import model_preset
+    from medm2g_cli.errors import ConfigError
+
+    cfg = model_preset("tiny", modalities=("ct", "mri"), conditioning="concat")
+    cfg.scheduler.v_prediction = ("ct",)
+    m = MedM2G.from_config(cfg.validate(), seed=0).eval()
+    assert m.predicts_v("ct") and not m.predicts_v("t1")
+    with torch.no_grad():
+        x0 = m.encode_image("ct", images)
+        g = torch.Generator().manual_seed(3)
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.tensor([50, 900])
+        z_t = m.train_scheduler.add_noise(x0, noise, t)
+        a = m.train_scheduler.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+        v = a.sqrt() * noise - (1 - a).sqrt() * x0
+        real = m.parts["unet_ct"]
+        m.parts["unet_ct"] = _Oracle(v, real.config)
+        tokens = m.prompt_tokens("ct", None, None, [], batch=2)
+        assert torch.allclose(m.predict_noise("ct", z_t, t, tokens), noise, atol=1e-4)
+        assert float(m.diffusion_loss("ct", x0, None, cond_drop_prob=0.0, noise=noise, timesteps=t)) < 1e-8
+        m.parts["unet_ct"] = _Oracle(noise, real.config)  # an eps-perfect output is not a perfect v
+        assert float(m.diffusion_loss("ct", x0, None, cond_drop_prob=0.0, noise=noise, timesteps=t)) > 1e-2
+        m.parts["unet_ct"] = real
+    out = m.generate("ct", [Condition("t1", images)], sample=FAST)
+    assert out.shape == (2, 1, 32, 32) and torch.isfinite(out).all()
+    m.save_pretrained(tmp_path / "v")
+    assert MedM2G.from_pretrained(tmp_path / "v").config.scheduler.v_prediction == ("ct",)
+    cfg.scheduler.v_prediction = ("xray",)
+    with pytest.raises(ConfigError, match="v_prediction"):
+        cfg.validate()

@@ -185,3 +185,17 @@ def test_finetune_task_preset_plateau_and_overrides(data, tmp_path):
     assert [r["step"] for r in log if "val_loss" in r] == [5]
     over = runner.finetune_request("report-generation", tmp_path / "x", [data], tmp_path / "ft2", lr=5e-5, batch_size=2)
     assert (over.loop.lr, over.loop.batch_size, over.options.max_report_length) == (5e-5, 2, 45)
+
+
+def test_init_overrides_may_switch_a_branch_to_v_prediction():
+    """An --init model may be fine-tuned into v-prediction (no parameter changes shape); a branch it
+    lacks, or any other architecture field, is refused."""
+    from medm2g_cli.engine import MedM2G
+
+    model = MedM2G.from_preset("tiny", modalities=("text", "xray"))
+    runner._apply_init_overrides(model, {"image": {"image_size": 32}, "scheduler": {"v_prediction": ["xray"]}})
+    assert model.config.scheduler.v_prediction == ("xray",) and model.predicts_v("xray")
+    with pytest.raises(ConfigError, match="no branch 'ct'"):
+        runner._apply_init_overrides(model, {"scheduler": {"v_prediction": ["ct"]}})
+    with pytest.raises(ConfigError, match="beta_end = 0.012 but the config asks for 0.02"):
+        runner._apply_init_overrides(model, {"scheduler": {"beta_end": 0.02}})
