@@ -25,6 +25,11 @@ from .errors import ConfigError
 ConditioningMode = Literal["context", "concat"]
 
 
+# Parameter-name prefixes of a diffusers AutoencoderKL that act after the latent. Training only these
+# (``ae_decoder_only``) leaves the latents, and every diffuser trained on them, valid.
+DECODER_PREFIXES: tuple[str, ...] = ("decoder.", "post_quant_conv.")
+
+
 @dataclass
 class AutoencoderConfig:
     """diffusers ``AutoencoderKL`` of one imaging branch (1 input/output channel)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..config import DECODER_PREFIXES
 from ..errors import ConfigError
 
 # components whose outputs other components consume (latents, pooled embeddings)
@@ -32,11 +33,6 @@ def _config(module: torch.nn.Module) -> dict[str, Any]:
     cfg = getattr(module, "config", {})
     items = cfg.to_dict().items() if hasattr(cfg, "to_dict") else dict(cfg).items()
     return {k: v for k, v in items if not str(k).startswith("_")}
-
-
-# AutoencoderKL state that acts after the latent: a diffuser never sees it, so a decoder fine-tuned
-# alone (``ae_decoder_only``) keeps every diffuser trained on the original encoder valid
-_DECODER_SIDE = ("decoder.", "post_quant_conv.")
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module, skip: tuple[str, ...] = ()) -> bool:
@@ -75,7 +71,7 @@ def merge_models(base: Any, sources: Mapping[str, Any]) -> dict[str, str]:
         mod = _modality(comp)
         if not comp.startswith("vae_") or mod is None or f"unet_{mod}" not in names or f"unet_{mod}" in sources:
             continue
-        if not _same(base.parts[comp], src.parts[comp], _DECODER_SIDE) or \
+        if not _same(base.parts[comp], src.parts[comp], DECODER_PREFIXES) or \
                 abs(base.scale_factors.get(mod, 1.0) - src.scale_factors.get(mod, 1.0)) > 1e-9:
             raise ConfigError(f"'{comp}' makes other {mod} latents than the ones 'unet_{mod}' was trained on",
                               f"take 'unet_{mod}' from the same model too, or only a decoder fine-tuned alone")
@@ -93,7 +89,7 @@ def merge_models(base: Any, sources: Mapping[str, Any]) -> dict[str, str]:
             continue
         needs = [_latent_maker(mod), *_ENCODERS, *(n for n in names if n.startswith("image_encoder_"))]
         for n in needs:
-            skip = _DECODER_SIDE if n.startswith("vae_") else ()
+            skip = DECODER_PREFIXES if n.startswith("vae_") else ()  # a diffuser never sees the decoder
             if n in names and not _same(base.parts[n], src.parts[n], skip):
                 raise ConfigError(f"'{comp}' was trained with another '{n}' than the merged model has",
                                   f"take '{n}' from the same model too, or retrain '{comp}'")

@@ -32,6 +32,7 @@ from typing import Any, cast
 import torch
 
 from .. import modalities
+from ..config import DECODER_PREFIXES
 from ..errors import ConfigError
 from . import augment, losses
 from .datasets import TEXT, ImageSet, MixedSet, PairSet, SourcesSet, TextSet, TrainingData, collate
@@ -387,10 +388,6 @@ def _trainable(model: Any, stage: str, modality_list: Sequence[str]) -> tuple[
                 by_component[k] += [p for p in v if id(p) not in known]
                 by_modality.setdefault(m, []).extend(v)
     return by_component, by_modality
-
-
-# AutoencoderKL parameters that act after the latent: training only these leaves the latents unchanged
-DECODER_PREFIXES: tuple[str, ...] = ("decoder.", "post_quant_conv.")
 
 
 def _decoder_side(model: Any, trained: Sequence[str], params: dict[str, list[torch.nn.Parameter]],
