@@ -108,7 +108,7 @@ class Session:
 
 
 def _read(path: Path, modality: str | None = None, series: str | None = None) -> Volume:
-    from .inference.volio import read_volume
+    from .io import read_volume
 
     return read_volume(path, modality=modality, series=series)
 

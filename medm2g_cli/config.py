@@ -162,7 +162,7 @@ class ModelConfig:
             modalities.get(m)
         bad = [b for b in self.scheduler.v_prediction if b not in self.modalities]
         if bad:
-            raise ConfigError(f"scheduler.v_prediction names {', '.join(map(repr, bad))}, not a branch of the model",
+            raise ConfigError(f"scheduler.v_prediction: the model has no branch {', '.join(map(repr, bad))}",
                               f"use some of: {', '.join(self.modalities)}")
         if self.conditioning not in ("context", "concat"):
             raise ConfigError(f"unknown conditioning mode '{self.conditioning}'", "use 'context' or 'concat'")

@@ -36,8 +36,9 @@ def _config(module: torch.nn.Module) -> dict[str, Any]:
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module, skip: tuple[str, ...] = ()) -> bool:
-    sa = {k: v for k, v in a.state_dict().items() if not k.startswith(skip)} if skip else a.state_dict()
-    sb = {k: v for k, v in b.state_dict().items() if not k.startswith(skip)} if skip else b.state_dict()
+    """Identical state, leaving out keys that start with one of ``skip``."""
+    sa = {k: v for k, v in a.state_dict().items() if not k.startswith(skip)}
+    sb = {k: v for k, v in b.state_dict().items() if not k.startswith(skip)}
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

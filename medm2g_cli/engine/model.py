@@ -472,10 +472,8 @@ class MedM2G(nn.Module):
         context, concat = self._source_inputs(mod, sources, x0, drop)
         tokens = self.prompt_tokens(mod, cond, contrast, context, drop=drop, batch=b)
         out = self.model_output(mod, z_t, t, tokens, concat)
-        if self.predicts_v(mod):
-            sa, sb = self._alphas(t, x0)
-            return F.mse_loss(out.float(), sa * noise.float() - sb * x0.float())
-        return F.mse_loss(out.float(), noise.float())
+        want = self.train_scheduler.get_velocity(x0, noise, t) if self.predicts_v(mod) else noise  # type: ignore[arg-type]  # diffusers annotates timesteps as IntTensor; int64 works
+        return F.mse_loss(out.float(), want.float())
 
     def _source_inputs(self, target: str, sources: Sequence[tuple[str, torch.Tensor]], like: torch.Tensor,
                        drop: torch.Tensor | None) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor | None]:

@@ -1,4 +1,4 @@
-"""Volume reading, writing and registration for the inference commands.
+"""Volume writing and registration for the inference commands (they read with medm2g_cli.io.read_volume).
 
 A thin seam over the package I/O layer (:mod:`medm2g_cli.io`), so the commands depend on one
 contract: geometry kept with pixels (RAS affine in, the same affine out), DICOM outputs as derived
@@ -13,13 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ..io.volume import Volume
-
-
-def read_volume(path: Path, modality: str | None = None, series: str | None = None) -> Volume:
-    """Read a volume (NIfTI, DICOM folder/zip/file, MHA/MHD/NRRD) with its RAS affine."""
-    from .. import io as pkg_io
-
-    return pkg_io.read_volume(path, modality=modality, series=series)
 
 
 def write_volume(vol: Volume, path: Path, *, format: str, overwrite: bool = False,  # noqa: A002 - io contract

@@ -216,11 +216,8 @@ def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
             setattr(obj, leaf, size)
         elif key == "scheduler.v_prediction":
             names = (value,) if isinstance(value, str) else tuple(value)
-            bad = [n for n in names if n not in model.config.modalities]
-            if bad:
-                raise ConfigError(f"{key}: the model has no branch {', '.join(map(repr, bad))}",
-                                  f"use some of: {', '.join(model.config.modalities)}")
             setattr(obj, leaf, tuple(dict.fromkeys(names)))
+            model.config.validate()  # the one check of the branch names
         elif (list(current) if isinstance(current, tuple) else current) != (list(value) if isinstance(value, tuple) else value):
             raise ConfigError(f"--init model has {key} = {current!r} but the config asks for {value!r}",
                               f"drop {key} from the config's model: section (only {', '.join(INIT_MUTABLE_FIELDS)} "
