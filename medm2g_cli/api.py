@@ -141,15 +141,6 @@ def _provenance(target: str, sources: Sequence[str], sess: Session) -> str:
             f"weights {weights_hash(sess.weights)[:12]}")
 
 
-def _write(vol: Volume, path: Path, fmt: str, overwrite: bool, source: Volume, description: str,
-           anonymize: bool = False) -> Path:
-    from .inference.volio import write_volume
-
-    write_volume(vol, path, format=fmt, overwrite=overwrite, source_meta=source.meta, description=description,
-                 anonymize=anonymize)
-    return path
-
-
 def _check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
     for p in paths:
         check_output(p, overwrite)
@@ -349,13 +340,18 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]
     res = translate_sources(model, sources, target, sample=sess.settings.sample_config(), samples=samples,
                             batch_size=bs, axis=axis, autocast=sess.autocast(), progress=progress, log=sess.log)
-    f = output_format(out, fmt)
-    desc = _provenance(target, names, sess)
-    t = time.perf_counter()
-    files = [_write(res.mean, out, f, overwrite, vols[0], desc, anonymize)]
-    if res.std is not None:
-        files.append(_write(res.std, sibling(out, "std"), f, overwrite, vols[0],
-                            desc.replace("SYNTHETIC", "SYNTHETIC UNCERTAINTY (std)", 1), anonymize))
+    from .inference.dicom_out import model_name
+    from .inference.volio import write_std_map, write_volume
+    from .io.dicom_write import case_context
+
+    f, desc, t = output_format(out, fmt), _provenance(target, names, sess), time.perf_counter()
+    meta = case_context(vols[0].meta)  # the mean and the std map share one study and frame of reference
+    files = [write_volume(res.mean, out, format=f, overwrite=overwrite, source_meta=meta, description=desc,
+                          anonymize=anonymize)]
+    if res.std is not None:  # DICOM: a Parametric Map
+        files.append(write_std_map(res.std, sibling(out, "std"), format=f, overwrite=overwrite, source_meta=meta,
+                                   description=desc, anonymize=anonymize, model_name=model_name(sess.weights),
+                                   serial=weights_hash(sess.weights)[:16]))
     if preview:
         from .report.preview import translation_preview
 
@@ -503,6 +499,7 @@ def generate_images(
     ``.dcm`` Secondary Capture marked synthetic, ``contact_sheet.png`` and ``generate.json``
     (prompt, settings, files, intensity mapping), plus the run report.
     """
+    from .inference.dicom_out import sc_run
     from .inference.images import to_png_array, write_secondary_capture
     from .report.preview import contact_sheet, save_png, to_uint8
 
@@ -537,8 +534,7 @@ def generate_images(
     arr = imgs.float().cpu().numpy()[:, 0]
     files: list[str] = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        previews = []
-        mapping = None
+        previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
         for i, img in enumerate(arr):
             name = f"{target}_{i:03d}"
             data, mapping = to_png_array(img, mod)
@@ -547,7 +543,7 @@ def generate_images(
                 files.append(f"{name}.png")
             else:
                 write_secondary_capture(img, mod, tmp / f"{name}.dcm", description=f"SYNTHETIC {target}: {text}"[:64],
-                                        derivation=_provenance(target, ["text"], sess), instance=i + 1)
+                                        derivation=_provenance(target, ["text"], sess), instance=i + 1, **sc_ids)
                 files.append(f"{name}.dcm")
             previews.append(to_uint8(img, (-1.0, 1.0)))
         contact_sheet(previews, tmp / "contact_sheet.png", overwrite=True)
@@ -584,8 +580,10 @@ def report_images(
 ) -> list[dict[str, Any]]:
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
     ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON
-    there and the run report beside it (``<out>_run.json``)."""
+    there (or, for one image and ``out`` ending in ``.dcm``, as a DICOM SR) and the run report beside
+    it (``<out>_run.json``)."""
     from .engine import Condition
+    from .inference.dicom_out import check_sr_output, is_sr_output, write_report_sr
     from .inference.images import xray_to_model
     from .inference.provenance import sha256_path
 
@@ -598,10 +596,12 @@ def report_images(
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
         check_output(out, overwrite)
-    images = []
+        check_sr_output(out, len(paths))
+    images, metas = [], []
     for p in paths:
         vol = _read(Path(p), modality="xray")
         images.append(xray_to_model(vol, p))
+        metas.append(vol.meta)
     model = sess.load()
     results = []
     t = time.perf_counter()
@@ -612,7 +612,9 @@ def report_images(
                                   text_method=decoding, num_beams=num_beams)
         results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p))})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
-    if out is not None:
+    if out is not None and is_sr_output(out):  # a DICOM Comprehensive SR in the X-ray's study
+        write_report_sr(results[0]["report"], metas[0], out, sess.weights)
+    elif out is not None:
         write_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "synthetic": True}, out)
         write_json(sess.report("report", [Path(p) for p in paths], [out],
                                {"decoding": decoding, "num_beams": num_beams}), sibling(out, "run", ".json"))

@@ -8,18 +8,15 @@ UIDs and no frame of reference: a generated image has no spatial link to any pat
 
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__, modalities
+from .. import modalities
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.volume import Volume
-
-SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
 
 
 def to_png_array(img: np.ndarray, modality: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -37,51 +34,24 @@ def to_png_array(img: np.ndarray, modality: str) -> tuple[np.ndarray, dict[str, 
 
 
 def write_secondary_capture(img: np.ndarray, modality: str, path: Path, *, description: str, derivation: str,
-                            instance: int = 1, series_uid: str | None = None, study_uid: str | None = None) -> Path:
-    """Write a model output [H, W] in [-1, 1] as a synthetic Secondary Capture DICOM file."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+                            instance: int = 1, series_uid: str | None = None, study: dict[str, Any] | None = None,
+                            model_name: str = "medm2g") -> Path:
+    """Write a model output [H, W] in [-1, 1] as a synthetic Secondary Capture DICOM file (highdicom).
+
+    Images of one run share ``study`` (from :func:`medm2g_cli.io.dicom_write.case_context`) and
+    ``series_uid``; without them the image opens its own study and series.
+    """
+    from pydicom.uid import generate_uid
+
+    from ..io.dicom_objects import build_secondary_capture
+    from ..io.dicom_write import case_context
 
     pixels, _ = to_png_array(img, modality)
-    now = _dt.datetime.now()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(SC_STORAGE)  # pydicom converts str to UID anyway
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SC_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
-    ds.PatientName = "SYNTHETIC^MEDM2G"
-    ds.PatientID = "SYNTHETIC"
-    ds.Modality = "OT"
-    ds.ConversionType = "SYN"  # synthetic image (PS3.3 C.8.6.1)
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.SyntheticData = "YES"
-    ds.BurnedInAnnotation = "NO"
-    ds.ContentQualification = "RESEARCH"
-    ds.SeriesDescription = description[:64] if description.upper().startswith("SYNTHETIC") else \
-        f"SYNTHETIC {description}"[:64]
-    ds.DerivationDescription = derivation[:1024]
-    ds.Manufacturer = "medm2g"
-    ds.SoftwareVersions = __version__
-    ds.SeriesNumber = 9001
-    ds.InstanceNumber = instance
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = (int(s) for s in pixels.shape)
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    sc = build_secondary_capture(pixels, study=study or case_context(None), series_uid=series_uid or str(generate_uid()),
+                                 instance=instance, description=description, derivation=derivation,
+                                 model_name=model_name, orientation=("L", "F") if modality == "xray" else ("L", "P"))
     with atomic_path(path, overwrite=True) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
+        sc.save_as(tmp, enforce_file_format=True)
     return path
 
 

@@ -18,12 +18,30 @@ from ..io.volume import Volume
 def write_volume(vol: Volume, path: Path, *, format: str, overwrite: bool = False,  # noqa: A002 - io contract
                  source_meta: dict[str, Any] | None = None, description: str = "", anonymize: bool = False) -> Path:
     """Write ``vol`` on its grid (nifti | dicom | mha | nrrd), atomically and never over an
-    existing output unless ``overwrite``."""
+    existing output unless ``overwrite``. A DICOM output references its DICOM source as a model
+    synthesis (DerivationImageSequence)."""
     from .. import io as pkg_io
+    from ..io.dicom_write import SYNTHESIS_CODE
 
     pkg_io.write_volume(vol, path, format=format, overwrite=overwrite, source_meta=source_meta,
-                        description=description, anonymize=anonymize)
+                        description=description, anonymize=anonymize, derivation=SYNTHESIS_CODE)
     return Path(path)
+
+
+def write_std_map(std: Volume, path: Path, *, format: str, overwrite: bool = False,  # noqa: A002 - io contract
+                  source_meta: dict[str, Any] | None = None, description: str = "", anonymize: bool = False,
+                  model_name: str = "medm2g", serial: str = "unknown") -> Path:
+    """Write a per-voxel standard deviation of K samples: a DICOM Parametric Map (float32, one
+    multi-frame instance in folder ``path``) for ``dicom``, else as :func:`write_volume`."""
+    if format != "dicom":
+        return write_volume(std, path, format=format, overwrite=overwrite, source_meta=source_meta,
+                            description=description, anonymize=anonymize)
+    from ..io.atomic import check_output
+    from ..io.dicom_objects import write_parametric_map
+
+    check_output(path, overwrite)
+    return write_parametric_map(std, path, source_meta=source_meta, description=description, model_name=model_name,
+                                serial=serial, overwrite=overwrite, anonymize=anonymize)
 
 
 def register_to(fixed: Volume, moving: Volume) -> tuple[Volume, float]:

@@ -149,8 +149,12 @@ def write_volume(
     bits: int = 16,
     axis: str = "axial",
     anonymize: bool = False,
+    derivation: tuple[str, str, str] | None = None,
 ) -> Path:
     """Write ``vol`` to ``path`` atomically; ``format`` defaults to what the suffix says.
+
+    ``derivation`` (DICOM only): the code of what made ``vol`` from its DICOM source (e.g.
+    :data:`.dicom_write.SYNTHESIS_CODE`), written in a DerivationImageSequence.
 
     ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile); other formats carry no patient data.
 
@@ -185,10 +189,10 @@ def write_volume(
 
         return write_itk(vol, path, overwrite=overwrite)
     if fmt == "dicom":
-        from .dicom import write_dicom
+        from .dicom_write import write_dicom
 
         return write_dicom(vol, path, overwrite=overwrite, source_meta=meta, description=description,
-                           anonymize=anonymize)
+                           anonymize=anonymize, derivation=derivation)
     from .png import write_picture, write_png_slices
 
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):

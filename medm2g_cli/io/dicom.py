@@ -7,11 +7,9 @@ slice step is checked: uneven spacing or a gantry tilt raise :class:`GeometryErr
 override (``allow_irregular`` / ``--allow-irregular``). RescaleSlope/Intercept are applied. The LPS
 patient geometry is converted to a RAS affine (negate x and y).
 
-Writing: a *derived synthetic* series — new Series/SOP Instance UIDs from ``pydicom.uid.generate_uid``,
-the Study UID and patient module kept from the source, ImageType DERIVED\\SECONDARY, SyntheticData
-YES, a "SYNTHETIC" SeriesDescription and the provenance in DerivationDescription. CT is stored as
-int16 HU with RescaleSlope 1 / RescaleIntercept; the per-slice ImagePositionPatient,
-ImageOrientationPatient, PixelSpacing and SliceThickness come from the RAS affine.
+Writing derived synthetic series lives in :mod:`.dicom_write` (CT/MR Image, pydicom) and
+:mod:`.dicom_objects` (Parametric Map, Secondary Capture, SR, highdicom). The reader records the
+source's SOP Class/Instance UIDs per slice (``meta["source_instances"]``) so outputs can reference them.
 """
 
 from __future__ import annotations
@@ -26,9 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import DicomSeriesError, GeometryError, InputError, OutputError
-from .atomic import atomic_dir, atomic_path
+from ..errors import DicomSeriesError, GeometryError, InputError
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
@@ -61,6 +57,7 @@ HEADER_TAGS: tuple[str, ...] = PATIENT_STUDY_KEYS + _SERIES_KEYS + (
 SCAN_TAGS: tuple[str, ...] = (
     "SeriesInstanceUID", "Rows", "NumberOfFrames", "ImagePositionPatient", "ImageOrientationPatient",
     "InstanceNumber", "ImageType", "RescaleSlope", "RescaleIntercept", "PerFrameFunctionalGroupsSequence",
+    "SOPClassUID", "SOPInstanceUID",
 )
 
 # Relative tolerance on slice-step deviation (dicom2nifti uses a similar few-percent rule).
@@ -438,6 +435,10 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
         "notes": notes,
         "affine": affine.tolist(),
         "shape": list(arr.shape),
+        # per slice, in volume order: what a derived output references (SourceImageSequence ...)
+        "source_instances": [[str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))]
+                             for _, ds in kept if ds.get("SOPInstanceUID")],
+        "NumberOfFrames": frames,
     }
     for key in PATIENT_STUDY_KEYS + _SERIES_KEYS:
         if key in ds0 and ds0.get(key) not in (None, ""):
@@ -454,170 +455,10 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _ds(x: float) -> str:
-    """A DS string (<= 16 chars) with as much precision as fits."""
-    from pydicom.valuerep import format_number_as_ds
+def __getattr__(name: str) -> Any:
+    """``build_series`` and ``write_dicom`` moved to :mod:`.dicom_write`; still importable from here."""
+    if name in ("build_series", "write_dicom"):
+        from . import dicom_write
 
-    return str(format_number_as_ds(float(x)))
-
-
-def _encode(arr: np.ndarray, ct: bool) -> tuple[np.ndarray, float, float, bool]:
-    """Map values to stored int16/uint16 + (slope, intercept). Exact for integer data that fits."""
-    a = np.asarray(arr)
-    if a.size == 0:
-        return a.astype(np.int16), 1.0, 0.0, True
-    integral = np.issubdtype(a.dtype, np.integer) or bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
-    if ct or integral:
-        # CT: integer HU (rounded); slope 1, intercept chosen so the range fits int16.
-        v = np.round(np.nan_to_num(a.astype(np.float64)))
-        lo, hi = float(v.min()), float(v.max())
-        if -32768 <= lo and hi <= 32767:
-            return v.astype(np.int16), 1.0, 0.0, True
-        if hi - lo <= 65535:
-            inter = lo + 32768.0
-            return (v - inter).astype(np.int16), 1.0, inter, True
-        v = np.clip(v, lo, lo + 65535)
-        return (v - (lo + 32768.0)).astype(np.int16), 1.0, lo + 32768.0, True
-    v = np.nan_to_num(a.astype(np.float64))
-    lo, hi = float(v.min()), float(v.max())
-    slope = (hi - lo) / 65000.0 if hi > lo else 1.0
-    inter = lo + 32500.0 * slope if hi > lo else lo
-    stored = np.clip(np.round((v - inter) / slope), -32768, 32767).astype(np.int16)
-    return stored, float(slope), float(inter), True
-
-
-def _sop_class(vol: Volume, spatial: bool) -> tuple[str, str]:
-    mod = (vol.modality or "").lower()
-    if mod == "ct" and spatial:
-        return CT_STORAGE, "CT"
-    if mod == "mri" and spatial:
-        return MR_STORAGE, "MR"
-    return SC_STORAGE, {"xray": "DX", "ct": "CT", "mri": "MR"}.get(mod, "OT")
-
-
-def build_series(
-    vol: Volume,
-    *,
-    source_meta: dict[str, Any] | None = None,
-    description: str | None = None,
-) -> list[Any]:
-    """Build the pydicom datasets of a derived synthetic series for ``vol`` (one per slice)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
-
-    src = dict(source_meta or {})
-    arr = np.asarray(vol.array)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise OutputError(f"cannot write a {arr.ndim}-D array as DICOM", "write a 2-D image or a 3-D volume")
-    spatial = vol.array.ndim == 3 and arr.shape[2] > 1 or (vol.modality or "") in ("ct", "mri")
-    sop_class, dicom_mod = _sop_class(vol, spatial)
-    is_ct = dicom_mod == "CT"
-    stored, slope, inter, _ = _encode(arr, is_ct)
-
-    lps = LPS @ vol.affine
-    a0, a1, a2 = lps[:3, 0], lps[:3, 1], lps[:3, 2]
-    col_sp, row_sp = float(np.linalg.norm(a0)), float(np.linalg.norm(a1))
-    if col_sp == 0 or row_sp == 0:
-        raise OutputError("the volume's affine is singular", "fix the affine before writing DICOM")
-    r, c = a0 / col_sp, a1 / row_sp
-    thick = float(abs(a2 @ np.cross(r, c))) or float(np.linalg.norm(a2)) or 1.0
-
-    series_uid = generate_uid()
-    study_uid = src.get("StudyInstanceUID") or generate_uid()
-    same_grid = "affine" in src and np.allclose(np.asarray(src["affine"], dtype=float), vol.affine, atol=1e-4) \
-        and tuple(src.get("shape", arr.shape)) == tuple(arr.shape)
-    for_uid = src.get("FrameOfReferenceUID") if (same_grid or "affine" not in src) and src.get("FrameOfReferenceUID") \
-        else generate_uid()
-    desc = "SYNTHETIC - not for diagnosis" + (f" - {description}" if description else "")
-    derivation = f"medm2g {__version__}" + (f": {description}" if description else "")
-    lo, hi = float(np.min(arr)), float(np.max(arr))
-    out = []
-    for k in range(arr.shape[2]):
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = UID(sop_class)  # pydicom converts str to UID anyway
-        sop_uid = generate_uid()
-        fm.MediaStorageSOPInstanceUID = sop_uid
-        fm.TransferSyntaxUID = ExplicitVRLittleEndian
-        fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = Dataset()
-        ds.file_meta = fm
-        for key in PATIENT_STUDY_KEYS:
-            if src.get(key):
-                setattr(ds, key, str(src[key]))
-        ds.PatientName = src.get("PatientName", "SYNTHETIC^PHANTOM")
-        ds.PatientID = src.get("PatientID", "MEDM2G")
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.SOPInstanceUID = sop_uid
-        ds.SOPClassUID = sop_class
-        ds.FrameOfReferenceUID = for_uid
-        ds.Modality = dicom_mod
-        ds.SeriesNumber = int(src.get("SeriesNumber", 0) or 0) + 1000
-        ds.InstanceNumber = k + 1
-        ds.SeriesDescription = desc[:64]
-        ds.ImageType = ["DERIVED", "SECONDARY"]
-        ds.SyntheticData = "YES"
-        ds.ContentQualification = "RESEARCH"
-        ds.DerivationDescription = derivation[:1024]
-        ds.Manufacturer = "medm2g"
-        ds.SoftwareVersions = __version__
-        ds.BurnedInAnnotation = "NO"
-        if sop_class == SC_STORAGE:
-            ds.ConversionType = "SYN"
-        pos = lps[:3, 3] + k * a2
-        ds.ImagePositionPatient = [_ds(v) for v in pos]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*r, *c)]
-        ds.PixelSpacing = [_ds(row_sp), _ds(col_sp)]
-        ds.SliceThickness = _ds(thick)
-        if arr.shape[2] > 1:
-            ds.SpacingBetweenSlices = _ds(float(np.linalg.norm(a2)))
-        ds.SliceLocation = _ds(float(pos @ np.cross(r, c)))
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[0])
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleIntercept = _ds(inter)
-        ds.RescaleType = "HU" if is_ct else "US"
-        ds.WindowCenter = _ds((lo + hi) / 2 if not is_ct else 40.0)
-        ds.WindowWidth = _ds(max(hi - lo, 1.0) if not is_ct else 400.0)
-        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<i2").tobytes()
-        out.append(ds)
-    return out
-
-
-def write_dicom(
-    vol: Volume,
-    path: str | Path,
-    *,
-    overwrite: bool = False,
-    source_meta: dict[str, Any] | None = None,
-    description: str | None = None,
-    anonymize: bool = False,
-) -> Path:
-    """Write ``vol`` as a derived synthetic DICOM series: a folder of ``IM00001.dcm`` ... files.
-
-    ``anonymize`` applies the PS3.15 Basic Profile (:mod:`medm2g_cli.io.anonymize`) to every file.
-
-    A path ending in ``.dcm`` writes a single file (2-D images / one-slice volumes only). The folder
-    is built in a temporary location and moved into place only when complete.
-    """
-    path = Path(path)
-    datasets = build_series(vol, source_meta=source_meta, description=description)
-    if anonymize:
-        from .anonymize import anonymize_series
-
-        datasets = anonymize_series(datasets)
-    if path.suffix.lower() == ".dcm":
-        if len(datasets) != 1:
-            raise OutputError(f"cannot write {len(datasets)} slices into the single file '{path.name}'",
-                              "give a folder name (no .dcm suffix) for a DICOM series")
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            datasets[0].save_as(str(tmp), enforce_file_format=True)
-        return path
-    with atomic_dir(path, overwrite=overwrite) as tmp:
-        for k, ds in enumerate(datasets):
-            ds.save_as(str(tmp / f"IM{k + 1:05d}.dcm"), enforce_file_format=True)
-    return path
+        return getattr(dicom_write, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
