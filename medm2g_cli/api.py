@@ -612,10 +612,11 @@ def report_images(
                                   text_method=decoding, num_beams=num_beams)
         results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p))})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
-    if out is not None and is_sr_output(out):  # a DICOM Comprehensive SR in the X-ray's study
-        write_report_sr(results[0]["report"], metas[0], out, sess.weights)
-    elif out is not None:
-        write_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "synthetic": True}, out)
+    if out is not None:  # a DICOM Comprehensive SR (in the X-ray's study) or JSON
+        if is_sr_output(out):
+            write_report_sr(results[0]["report"], metas[0], out, sess.weights)
+        else:
+            write_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "synthetic": True}, out)
         write_json(sess.report("report", [Path(p) for p in paths], [out],
                                {"decoding": decoding, "num_beams": num_beams}), sibling(out, "run", ".json"))
     return results

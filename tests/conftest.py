@@ -49,3 +49,26 @@ def mni_t1() -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
     assert path.is_file()
     return path
+
+
+@pytest.fixture(scope="session")
+def dciodvfy():
+    """Run dicom3tools' ``dciodvfy`` (the reference IOD validator) on a DICOM file; returns
+    (errors, warnings) as lists of lines. The SyntheticData (0008,001C) line is left out of the
+    errors: dciodvfy's dictionary predates that attribute. Skips when dciodvfy is not installed
+    (CI installs the Debian package dicom3tools in .ci/run)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+
+    def check(path: Path) -> tuple[list[str], list[str]]:
+        proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60, check=False)
+        lines = (proc.stdout + proc.stderr).splitlines()
+        errors = [ln for ln in lines if ln.startswith("Error") and "(0x0008,0x001c)" not in ln]
+        warnings = [ln for ln in lines if ln.startswith("Warning")]
+        return errors, warnings
+
+    return check

@@ -56,7 +56,7 @@ _REMOVE = (
     "StudyComments", "ImageComments", "InterpretationText", "ReasonForStudy", "RequestedProcedureDescription",
     "RequestedProcedureID", "PerformedProcedureStepID", "PerformedProcedureStepDescription",
     "PerformedLocation", "PerformedStationName", "ScheduledProcedureStepID", "ProtocolName",
-    "StudyDescription", "AcquisitionComments", "ContrastBolusAgent", "DerivationCodeSequence",
+    "StudyDescription", "AcquisitionComments", "ContrastBolusAgent",
     "IdentifyingComments", "TextComments", "TimezoneOffsetFromUTC", "InstanceCreatorUID",
     "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest", "OrderEnteredBy",
     "OrderEntererLocation", "OrderCallbackPhoneNumber", "DigitalSignaturesSequence", "OriginalAttributesSequence",
@@ -101,8 +101,10 @@ def anonymize_dataset(ds: Any, *, salt: str | None = None) -> Any:
             elem.value = _DUMMY[kw]
         elif kw in _EMPTY:
             elem.value = ""
-        elif kw in _REMOVE or 0x5000 <= elem.tag.group <= 0x60FF:
-            del parent[elem.tag]  # curves and overlays (50xx-60xx) can carry burned-in identity
+        elif kw in _REMOVE or elem.tag.group & 0xFF00 in (0x5000, 0x6000):
+            # curves (50xx) and overlays (60xx) can carry burned-in identity; 5200 (functional
+            # groups of multi-frame objects such as a Parametric Map) and 54xx/56xx are image data
+            del parent[elem.tag]
         elif elem.VR in ("DA", "DT", "TM"):
             del parent[elem.tag]  # every other date and time (no Retain Longitudinal option)
         elif elem.VR == "UI" and kw not in _CLASS_UIDS and elem.value:

@@ -53,7 +53,13 @@ def _save(ds: Any, path: Path, overwrite: bool, anonymize: bool) -> Path:
     if anonymize:
         from .anonymize import anonymize_dataset
 
+        serial = ds.get("DeviceSerialNumber")  # the model's identity (weights hash), not the patient's
         anonymize_dataset(ds)
+        if serial:
+            ds.DeviceSerialNumber = serial
+        for kw, dummy in (("ContentDate", "19000101"), ("ContentTime", "000000")):
+            if kw in ds and not ds[kw].value:  # Type 1 in a Parametric Map: PS3.15 action D, a dummy value
+                setattr(ds, kw, dummy)
     if path.suffix.lower() == ".dcm":
         with atomic_path(path, overwrite=overwrite) as tmp:
             ds.save_as(str(tmp), enforce_file_format=True)
@@ -111,6 +117,7 @@ def build_parametric_map(std: Volume, *, source_meta: dict[str, Any] | None = No
         ds.SliceThickness = float(_ds(thick))
         stand_ins.append(ds)
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+    width = hi - lo if hi > lo else 1.0
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="SAMPLE_SD", lut_explanation="Standard deviation of generated samples",
         unit=codes.UCUM.HounsfieldUnit if is_ct else codes.UCUM.ArbitraryUnit, value_range=(lo, hi),
@@ -121,8 +128,9 @@ def build_parametric_map(std: Volume, *, source_meta: dict[str, Any] | None = No
         sop_instance_uid=str(generate_uid()), instance_number=1, manufacturer="medm2g",
         manufacturer_model_name=model_name[:64], software_versions=__version__, device_serial_number=serial[:64],
         contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(lo + hi) / 2,
-                                                         window_width=max(hi - lo, 1e-3))],
+        voi_lut_transformations=[hd.VOILUTTransformation(
+            window_center=(lo + hi) / 2, window_width=width,
+            voi_lut_function="LINEAR_EXACT" if width < 1 else None)],  # LINEAR needs a width >= 1
         content_label="SAMPLE_SD", content_description="Standard deviation of generated samples"[:64],
         derivation=_code(SAMPLE_SD_CODE),
     )
