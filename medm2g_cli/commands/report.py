@@ -29,6 +29,7 @@ EPILOG = (
     "  medm2g report cxr.png\n\n"
     "  medm2g report study/*.dcm --decoding beam --num-beams 4 --json > reports.json\n\n"
     "  medm2g report cxr1.png cxr2.jpg -o reports.json   (also writes reports_run.json)\n\n"
+    "  medm2g report cxr.dcm -o report.dcm   (a Comprehensive SR in the X-ray's study)\n\n"
     "The report is generated text: synthetic, not a diagnosis."
 )
 
@@ -37,7 +38,7 @@ def report(
     images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Chest X-ray files (PNG, JPEG, DICOM).", show_default=False)],
     decoding: Annotated[str, typer.Option("--decoding", help="greedy|beam text decoding.")] = "greedy",
     num_beams: Annotated[int, typer.Option("--num-beams", help="Beams for --decoding beam.")] = 4,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the reports as JSON to this file (run report beside it).", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the reports to this file: JSON, or a DICOM SR for one image when it ends in .dcm (run report beside it).", show_default=False)] = None,
     overwrite: Overwrite = False,
     weights: Weights = None,
     device: Device = "auto",

@@ -200,3 +200,21 @@ def test_anonymized_parametric_map_stays_valid(tmp_path: Path, ct5n_dir: Path, d
     assert pm.DeviceSerialNumber == "abc123" and pm.ContentDate
     np.testing.assert_array_equal(pm.pixel_array, 2.5)
     _assert_clean(dciodvfy, out)
+
+
+def test_convert_picture_to_secondary_capture(tmp_path: Path, pydicom_file, dciodvfy) -> None:
+    from PIL import Image
+
+    png = tmp_path / "cxr.png"
+    Image.fromarray((np.arange(48 * 40).reshape(48, 40) % 251).astype(np.uint8)).save(png)
+    dx = tmp_path / "dx.dcm"
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.Modality = "DX"
+    ds.save_as(dx)
+    for src in (png, dx):
+        out = tmp_path / f"{src.stem}_sc.dcm"
+        run(["convert", str(src), str(out), "--modality", "xray"])
+        sc = pydicom.dcmread(out)
+        assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.ConversionType == "SYN"
+        assert ("SourceImageSequence" in sc) == (src == dx)
+        _assert_clean(dciodvfy, out)
