@@ -137,8 +137,9 @@ def output_format(out: Path, fmt: str | None) -> str:
 
 
 def _provenance(target: str, sources: Sequence[str], sess: Session) -> str:
-    return (f"SYNTHETIC {target} from {'+'.join(sources)}; medm2g {__version__}; "
-            f"weights {weights_hash(sess.weights)[:12]}")
+    s = sess.settings.sample_config()  # the model, then the settings that made the output
+    return (f"SYNTHETIC {target} from {'+'.join(sources)}; medm2g {__version__}; weights {weights_hash(sess.weights)[:12]}; "
+            f"{s.sampler} {s.steps} steps, guidance {s.guidance:g}, eta {s.eta:g}, seed {s.seed}")
 
 
 def _check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
@@ -340,7 +341,6 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]
     res = translate_sources(model, sources, target, sample=sess.settings.sample_config(), samples=samples,
                             batch_size=bs, axis=axis, autocast=sess.autocast(), progress=progress, log=sess.log)
-    from .inference.dicom_out import model_name
     from .inference.volio import write_std_map, write_volume
     from .io.dicom_write import case_context
 
@@ -350,8 +350,8 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
                           anonymize=anonymize)]
     if res.std is not None:  # DICOM: a Parametric Map
         files.append(write_std_map(res.std, sibling(out, "std"), format=f, overwrite=overwrite, source_meta=meta,
-                                   description=desc, anonymize=anonymize, model_name=model_name(sess.weights),
-                                   serial=weights_hash(sess.weights)[:16]))
+                                   description=desc.replace("SYNTHETIC", "SYNTHETIC UNCERTAINTY (std)", 1),
+                                   anonymize=anonymize, weights=sess.weights))
     if preview:
         from .report.preview import translation_preview
 
@@ -579,11 +579,10 @@ def report_images(
     log: Log = _nolog,
 ) -> list[dict[str, Any]]:
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
-    ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON
-    there (or, for one image and ``out`` ending in ``.dcm``, as a DICOM SR) and the run report beside
-    it (``<out>_run.json``)."""
+    ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON (one
+    image and ``.dcm``: a DICOM SR) there and the run report beside it (``<out>_run.json``)."""
     from .engine import Condition
-    from .inference.dicom_out import check_sr_output, is_sr_output, write_report_sr
+    from .inference.dicom_out import check_report_output, write_reports
     from .inference.images import xray_to_model
     from .inference.provenance import sha256_path
 
@@ -595,8 +594,7 @@ def report_images(
         raise InputError("no images given", "pass one or more PNG/JPEG/DICOM chest X-rays")
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
-        check_output(out, overwrite)
-        check_sr_output(out, len(paths))
+        check_report_output(out, overwrite, len(paths))
     images, metas = [], []
     for p in paths:
         vol = _read(Path(p), modality="xray")
@@ -612,11 +610,8 @@ def report_images(
                                   text_method=decoding, num_beams=num_beams)
         results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p))})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
-    if out is not None:  # a DICOM Comprehensive SR (in the X-ray's study) or JSON
-        if is_sr_output(out):
-            write_report_sr(results[0]["report"], metas[0], out, sess.weights)
-        else:
-            write_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "synthetic": True}, out)
+    if out is not None:  # JSON, or a DICOM Comprehensive SR in the X-ray's study
+        write_reports(out, results, metas, sess.weights, {"decoding": decoding, "num_beams": num_beams})
         write_json(sess.report("report", [Path(p) for p in paths], [out],
                                {"decoding": decoding, "num_beams": num_beams}), sibling(out, "run", ".json"))
     return results

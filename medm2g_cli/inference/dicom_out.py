@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, check_output
 from .runtime import weights_hash
 
 
@@ -34,8 +34,10 @@ def is_sr_output(out: Path) -> bool:
     return out.suffix.lower() == ".dcm"
 
 
-def check_sr_output(out: Path, n_images: int) -> None:
-    """An SR holds the report of one X-ray: refuse several images for one ``.dcm`` before any work."""
+def check_report_output(out: Path, overwrite: bool, n_images: int) -> None:
+    """``report -o``: writable, and one image for a ``.dcm`` (an SR holds the report of one X-ray),
+    checked before any work."""
+    check_output(out, overwrite)
     if is_sr_output(out) and n_images != 1:
         raise ConfigError(f"-o '{out.name}' is one DICOM SR but {n_images} images were given",
                           "pass one image per .dcm report, or end -o with .json for several")
@@ -53,4 +55,15 @@ def write_report_sr(text: str, source_meta: dict[str, Any], out: Path, weights: 
                          device_uid=str(generate_uid(entropy_srcs=[weights_hash(weights)])))
     with atomic_path(out, overwrite=True) as tmp:  # the caller checked ``out`` before the model ran
         sr.save_as(str(tmp), enforce_file_format=True)
+    return out
+
+
+def write_reports(out: Path, results: list[dict[str, Any]], metas: list[dict[str, Any]], weights: Path,
+                  settings: dict[str, Any]) -> Path:
+    """``report -o``: the reports as JSON (with ``settings``), or the one report as a DICOM SR."""
+    from .provenance import write_json
+
+    if is_sr_output(out):
+        return write_report_sr(results[0]["report"], metas[0], out, weights)
+    write_json({"reports": results, **settings, "synthetic": True}, out)
     return out

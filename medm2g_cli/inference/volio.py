@@ -30,18 +30,23 @@ def write_volume(vol: Volume, path: Path, *, format: str, overwrite: bool = Fals
 
 def write_std_map(std: Volume, path: Path, *, format: str, overwrite: bool = False,  # noqa: A002 - io contract
                   source_meta: dict[str, Any] | None = None, description: str = "", anonymize: bool = False,
-                  model_name: str = "medm2g", serial: str = "unknown") -> Path:
+                  weights: Path | None = None) -> Path:
     """Write a per-voxel standard deviation of K samples: a DICOM Parametric Map (float32, one
-    multi-frame instance in folder ``path``) for ``dicom``, else as :func:`write_volume`."""
+    multi-frame instance in folder ``path``; the model named by the ``weights`` hash) for ``dicom``,
+    else as :func:`write_volume`."""
     if format != "dicom":
         return write_volume(std, path, format=format, overwrite=overwrite, source_meta=source_meta,
                             description=description, anonymize=anonymize)
     from ..io.atomic import check_output
     from ..io.dicom_objects import write_parametric_map
+    from .dicom_out import model_name
+    from .runtime import weights_hash
 
     check_output(path, overwrite)
-    return write_parametric_map(std, path, source_meta=source_meta, description=description, model_name=model_name,
-                                serial=serial, overwrite=overwrite, anonymize=anonymize)
+    return write_parametric_map(std, path, source_meta=source_meta, description=description,
+                                model_name=model_name(weights) if weights else "medm2g",
+                                serial=weights_hash(weights)[:16] if weights else "unknown",
+                                overwrite=overwrite, anonymize=anonymize)
 
 
 def register_to(fixed: Volume, moving: Volume) -> tuple[Volume, float]:

@@ -147,7 +147,7 @@ def build_parametric_map(std: Volume, *, source_meta: dict[str, Any] | None = No
     pm.SyntheticData = "YES"
     pm.Laterality = ""  # Type 2C: a paired body part's side is not known here
     pm.BurnedInAnnotation = "NO"
-    pm.SeriesDescription = f"SYNTHETIC UNCERTAINTY (std) - not for diagnosis - {description}"[:64]
+    pm.SeriesDescription = f"SYNTHETIC - not for diagnosis - {description or 'UNCERTAINTY (std)'}"[:64]
     pm.DerivationDescription = f"medm2g {__version__}: {description}"[:1024]
     return pm
 

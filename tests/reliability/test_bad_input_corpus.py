@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,11 +166,13 @@ def dicom_no_pixels(ctx):
 
 def dicom_jpegls(ctx):
     # SimpleITK's GDCM decodes JPEG-LS when it is there; take it away, as in a build without it,
-    # so pydicom (no pylibjpeg/pyjpegls installed) has to say that it has no decoder.
+    # so pydicom has to say that it has no decoder.
     import medm2g_cli.io.dicom as dicom_io
 
     if hasattr(dicom_io, "_read_pixels_itk"):
         ctx.mp.setattr(dicom_io, "_read_pixels_itk", lambda *a, **k: None)
+    # and pydicom's JPEG-LS plugin (pyjpegls, which highdicom installs) as if it were not there
+    ctx.mp.setitem(sys.modules, "jpeg_ls", None)
     src = pydicom_testfile("MR_small_jpeg_ls_lossless.dcm")
     (ctx.d / "s").mkdir()
     shutil.copy(src, ctx.d / "s" / "im1.dcm")
