@@ -100,10 +100,14 @@ def slice_sources(src: dict[str, Any], vol: Volume, n_slices: int) -> list[list[
     """For each output slice, the source instances (class UID, instance UID, frame) it derives from.
 
     On the source grid slice k comes from source slice k (or frame k of a multi-frame source); on
-    another grid every slice derives from the whole source series. Empty lists without DICOM source.
+    another grid every slice derives from the whole source series. Empty lists without DICOM source,
+    and when ``vol``'s own metadata says its pixels came from elsewhere (another series or a
+    non-DICOM file, e.g. a registered moving image written in the fixed image's study).
     """
     inst = [tuple(x) for x in src.get("source_instances") or []]
-    if not inst or not src.get("SeriesInstanceUID"):
+    series = src.get("SeriesInstanceUID")
+    own = vol.meta.get("format", "dicom") == "dicom" and vol.meta.get("SeriesInstanceUID", series) == series
+    if not inst or not series or not own:
         return [[] for _ in range(n_slices)]
     if same_grid(src, vol):
         if len(inst) == n_slices:

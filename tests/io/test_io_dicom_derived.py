@@ -218,3 +218,18 @@ def test_convert_picture_to_secondary_capture(tmp_path: Path, pydicom_file, dcio
         assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.ConversionType == "SYN"
         assert ("SourceImageSequence" in sc) == (src == dx)
         _assert_clean(dciodvfy, out)
+
+
+def test_no_source_reference_for_pixels_from_elsewhere(tmp_path: Path, ct5n_dir: Path, pydicom_file,
+                                                       nib_data: Path) -> None:
+    """A volume written into a DICOM source's study but whose pixels come from another file (what
+    ``register`` does with the moving image) must not claim the study's images as its source."""
+    fixed = read_volume(ct5n_dir)
+    other_series = read_volume(pydicom_file("CT_small.dcm"))
+    nifti = read_volume(nib_data / "anatomical.nii", modality="ct")
+    for k, vol in enumerate((other_series, nifti)):
+        moved = Volume(np.zeros(fixed.shape, np.int16), fixed.affine, "ct", dict(vol.meta))
+        out = write_volume(moved, tmp_path / f"m{k}", format="dicom", reference=fixed, source_meta=fixed.meta)
+        ds = _files(out)[0]
+        assert ds.StudyInstanceUID == fixed.meta["StudyInstanceUID"]  # still filed in the fixed study
+        assert "SourceImageSequence" not in ds and "ReferencedSeriesSequence" not in ds
