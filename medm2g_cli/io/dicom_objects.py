@@ -22,11 +22,9 @@ import numpy as np
 from .. import __version__
 from .atomic import atomic_dir, atomic_path
 from .dicom import CT_STORAGE, LPS, MR_STORAGE
-from .dicom_write import SAMPLE_SD_CODE, _ds, add_references, patient_study, same_grid, slice_sources
+from .dicom_write import SAMPLE_SD_CODE, add_references, ds_string, patient_study, same_grid, slice_sources
 from .volume import Volume
 
-PM_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 REPORT_NOTE = "Generated text: synthetic, not a diagnosis; not verified by a physician."
 
 
@@ -111,10 +109,10 @@ def build_parametric_map(std: Volume, *, source_meta: dict[str, Any] | None = No
         ds.FrameOfReferenceUID = for_uid
         ds.PositionReferenceIndicator = ""
         ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[0])
-        ds.ImageOrientationPatient = [float(_ds(v)) for v in (*r, *c)]
-        ds.ImagePositionPatient = [float(_ds(v)) for v in lps[:3, 3] + k * a2]
-        ds.PixelSpacing = [float(_ds(row_sp)), float(_ds(col_sp))]
-        ds.SliceThickness = float(_ds(thick))
+        ds.ImageOrientationPatient = [float(ds_string(v)) for v in (*r, *c)]
+        ds.ImagePositionPatient = [float(ds_string(v)) for v in lps[:3, 3] + k * a2]
+        ds.PixelSpacing = [float(ds_string(row_sp)), float(ds_string(col_sp))]
+        ds.SliceThickness = float(ds_string(thick))
         stand_ins.append(ds)
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
     width = hi - lo if hi > lo else 1.0

@@ -156,7 +156,7 @@ def add_references(ds: Any, refs: list[tuple[str, str, int | None]], series_uid:
     ds.ReferencedSeriesSequence = [series]
 
 
-def _ds(x: float) -> str:
+def ds_string(x: float) -> str:
     """A DS string (<= 16 chars) with as much precision as fits."""
     from pydicom.valuerep import format_number_as_ds
 
@@ -292,23 +292,23 @@ def build_series(
             ds.PositionReferenceIndicator = ""
             ds.PatientPosition = str(src.get("PatientPosition") or "")
             pos = lps[:3, 3] + k * a2
-            ds.ImagePositionPatient = [_ds(v) for v in pos]
-            ds.ImageOrientationPatient = [_ds(v) for v in (*r, *c)]
-            ds.SliceThickness = _ds(thick)
+            ds.ImagePositionPatient = [ds_string(v) for v in pos]
+            ds.ImageOrientationPatient = [ds_string(v) for v in (*r, *c)]
+            ds.SliceThickness = ds_string(thick)
             if arr.shape[2] > 1:
-                ds.SpacingBetweenSlices = _ds(float(np.linalg.norm(a2)))
-            ds.SliceLocation = _ds(float(pos @ np.cross(r, c)))
-        ds.PixelSpacing = [_ds(row_sp), _ds(col_sp)]
+                ds.SpacingBetweenSlices = ds_string(float(np.linalg.norm(a2)))
+            ds.SliceLocation = ds_string(float(pos @ np.cross(r, c)))
+        ds.PixelSpacing = [ds_string(row_sp), ds_string(col_sp)]
         add_references(ds, refs[k], str(src.get("SeriesInstanceUID", "")), derivation, provenance)
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = int(arr.shape[1]), int(arr.shape[0])
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleIntercept = _ds(inter)
+        ds.RescaleSlope = ds_string(slope)
+        ds.RescaleIntercept = ds_string(inter)
         ds.RescaleType = "HU" if is_ct else "US"
-        ds.WindowCenter = _ds((lo + hi) / 2 if not is_ct else 40.0)
-        ds.WindowWidth = _ds(max(hi - lo, 1.0) if not is_ct else 400.0)
+        ds.WindowCenter = ds_string((lo + hi) / 2 if not is_ct else 40.0)
+        ds.WindowWidth = ds_string(max(hi - lo, 1.0) if not is_ct else 400.0)
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype("<i2").tobytes()
         out.append(ds)
     return out
