@@ -1,0 +1,85 @@
+"""Helpers of the DICOM networking tests: a pynetdicom Storage SCP on a free loopback port, free
+ports, DICOM series built from pydicom's test files, and waiting with a deadline."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_spec = importlib.util.spec_from_file_location("_infer_helpers", Path(__file__).parents[1] / "inference" / "infer_helpers.py")
+assert _spec is not None and _spec.loader is not None
+_helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_helpers)
+dicom_series: Callable[..., Path] = _helpers.dicom_series  # n copies of a pydicom test file as one series
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class StoreSCP:
+    """A real pynetdicom Storage SCP on 127.0.0.1 that keeps every dataset it receives
+    (``refuse``: SOP class UIDs it does not support, so their presentation contexts are rejected)."""
+
+    def __init__(self, ae_title: str = "STORE", refuse: tuple[str, ...] = ()) -> None:
+        self.ae_title = ae_title
+        self.refuse = set(refuse)
+        self.port = free_port()
+        self.received: list[Any] = []
+        self.lock = threading.Lock()
+        self.server: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ae_title}@{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        ae = AE(ae_title=self.ae_title)
+        for cx in AllStoragePresentationContexts:
+            if cx.abstract_syntax not in self.refuse:
+                ae.add_supported_context(cx.abstract_syntax)
+
+        def on_store(event: Any) -> int:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            with self.lock:
+                self.received.append(ds)
+            return 0x0000
+
+        self.server = ae.start_server((LOOPBACK, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+    def series(self) -> dict[str, list[Any]]:
+        """Received datasets grouped by SeriesInstanceUID."""
+        out: dict[str, list[Any]] = {}
+        with self.lock:
+            for ds in self.received:
+                out.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+        return out
