@@ -83,3 +83,39 @@ class StoreSCP:
             for ds in self.received:
                 out.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
         return out
+
+
+def mixed_geometry_series(folder: Path) -> Path:
+    """An MR series whose middle slice has another matrix and pixel spacing (mixed geometry)."""
+    import pydicom
+
+    dicom_series(folder, "MR_small.dcm", n=5)
+    p = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(p)
+    a = ds.pixel_array[::2, ::2].copy()
+    ds.Rows, ds.Columns = a.shape
+    ds.PixelSpacing = [float(v) * 2 for v in ds.PixelSpacing]
+    ds.PixelData = a.tobytes()
+    ds.save_as(p)
+    return folder
+
+
+def text_sr(path: Path, study_uid: str | None = None) -> Path:
+    """A minimal Basic Text SR instance: a storage SOP class without pixels, in a series of its own."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    ds.PatientName, ds.PatientID = "TEST^SR", "SR1"
+    ds.ValueType, ds.CompletionFlag, ds.VerificationFlag = "CONTAINER", "COMPLETE", "UNVERIFIED"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
