@@ -109,6 +109,9 @@ def inspect(
     diff = ", ".join(f"{m} {_fmt(n)}" for m, n in info["parameters"]["diffusers"].items())
     con.print(f"per imaging branch (UNet + autoencoder): {diff}")
     con.print(f"conditioning: {info['conditioning']}; scale factors: {info['scale_factors']}")
+    if info.get("license") or info.get("intended_use"):
+        con.print(f"licence: {info.get('license') or 'not stated'}; intended use: {info.get('intended_use') or 'not stated'}",
+                  highlight=False)
     if info.get("sha256"):
         con.print(f"{len(info['sha256'])} files with sha256 in medm2g.json (check with `medm2g weights verify`)")
 

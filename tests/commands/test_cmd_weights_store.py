@@ -190,3 +190,22 @@ def test_data_home_locations(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
                                 tmp_path / "Library" / "Application Support" / "medm2g")
     monkeypatch.setenv("MEDM2G_HOME", str(tmp_path / "mine"))
     assert home.data_home() == tmp_path / "mine"
+
+
+def test_demo_model_states_licence_and_intended_use(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    demo = repo / "weights" / "medm2g-demo"
+    declared = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["license"]["text"]
+    licence = (repo / "LICENSE").read_text()
+    assert declared == "Apache-2.0" and "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence  # the full text, not a stub
+    capsys.readouterr()
+    assert _run(["weights", "inspect", str(demo), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["license"] == declared
+    assert "not for clinical use" in info["intended_use"]
+    card = (demo / "README.md").read_text()
+    assert "**Licence**: Apache-2.0" in card and "**Intended use**" in card
+    assert _run(["weights", "verify", str(demo)]) == 0  # editing medm2g.json's text keys broke no hash
