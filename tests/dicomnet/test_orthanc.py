@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,17 +35,17 @@ pytestmark = [pytest.mark.timeout(300),
 class Orthanc:
     """An Orthanc process of the test's own: DICOM and HTTP on free loopback ports, storage in tmp."""
 
-    def __init__(self, root: Path, node_port: int) -> None:
+    def __init__(self, root: Path, node_port: int, lua: Path | None = None) -> None:
         self.dicom_port, self.http_port = free_port(), free_port()
         root.mkdir()
         cfg = {
             "Name": "medm2g-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
             "DicomAet": "ORTHANC", "DicomPort": self.dicom_port, "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [], "LuaScripts": [],
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
             "DicomAlwaysAllowStore": True, "DicomCheckModalityHost": False, "DicomScuTimeout": 30,
             "DicomModalities": {"medm2g": ["MEDM2G", LOOPBACK, node_port]},
             "HttpProxy": "", "OrthancExplorerEnabled": False, "WebDavEnabled": False, "SaveJobs": False,
-            "StableAge": 1, "ConcurrentJobs": 1,
+            "StableAge": 1, "ConcurrentJobs": 1, "LuaScripts": [str(lua)] if lua else [],
         }
         (root / "orthanc.json").write_text(json.dumps(cfg))
         self.log = open(root / "orthanc.log", "w")  # noqa: SIM115 - closed in stop()
@@ -80,9 +81,14 @@ class Orthanc:
         self.log.close()
 
 
-def test_orthanc_study_through_the_node(tmp_path: Path, tiny_weights: Path) -> None:
+@pytest.mark.parametrize("route", ["rest", pytest.param("lua", marks=pytest.mark.slow)])
+def test_orthanc_study_through_the_node(route: str, tmp_path: Path, tiny_weights: Path) -> None:
+    """``rest``: the test asks Orthanc to send the study (POST /modalities/medm2g/store). ``lua``: the
+    README's routing script (examples/orthanc/route-to-medm2g.lua) sends each stable MR series, and
+    must not send the synthetic series back to the node."""
     node_port = free_port()
-    orthanc = Orthanc(tmp_path / "orthanc", node_port)
+    lua = REPO / "examples" / "orthanc" / "route-to-medm2g.lua" if route == "lua" else None
+    orthanc = Orthanc(tmp_path / "orthanc", node_port, lua)
     node = None
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -109,7 +115,8 @@ def test_orthanc_study_through_the_node(tmp_path: Path, tiny_weights: Path) -> N
         (study,) = orthanc.get("/studies")
         (src_series,) = orthanc.get(f"/studies/{study}/series")
         # ... and Orthanc sends it to the node as it would route it to any modality (C-STORE)
-        orthanc.request("POST", "/modalities/medm2g/store", study.encode())
+        if route == "rest":
+            orthanc.request("POST", "/modalities/medm2g/store", study.encode())
 
         def derived() -> list[dict[str, Any]]:
             return [s for s in orthanc.get(f"/studies/{study}/series")
@@ -118,6 +125,11 @@ def test_orthanc_study_through_the_node(tmp_path: Path, tiny_weights: Path) -> N
         (out,) = wait_for(derived, 180, "the synthetic series back in Orthanc")
         wait_for(lambda: any("forwarded 5 derived instance(s)" in ln for ln in lines), 30, "the node's log line")
         files = [pydicom.dcmread(io.BytesIO(orthanc.get(f"/instances/{i}/file"))) for i in out["Instances"]]
+        if route == "lua":  # once the synthetic series is stable too, Lua must leave it alone
+            wait_for(lambda: orthanc.get(f"/series/{out['ID']}")["IsStable"], 30, "the synthetic series to be stable")
+            time.sleep(4)  # a wrong route would show within the node's 1 s idle timeout
+            assert len(orthanc.get("/jobs")) == 1  # Lua started one store job: the MR series
+        processed = sum("; processing" in ln for ln in lines)
         study_tags = orthanc.get(f"/studies/{study}")["MainDicomTags"]
     finally:
         if node is not None and node.poll() is None:
@@ -134,3 +146,4 @@ def test_orthanc_study_through_the_node(tmp_path: Path, tiny_weights: Path) -> N
         assert ds.SyntheticData == "YES"
         assert ds.pixel_array.shape == (src_ds.Rows, src_ds.Columns)
     assert not any("Traceback" in ln or ": failed" in ln for ln in lines), lines
+    assert processed == 1, lines  # the synthetic series was not routed back
