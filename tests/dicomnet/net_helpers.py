@@ -58,6 +58,7 @@ class StoreSCP:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
 
         ae = AE(ae_title=self.ae_title)
+        ae.require_called_aet = True  # a wrong called AE title is rejected, as most PACS do
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax not in self.refuse:
                 ae.add_supported_context(cx.abstract_syntax)

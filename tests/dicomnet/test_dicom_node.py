@@ -46,6 +46,15 @@ def test_node_translates_and_forwards(tmp_path: Path, tiny_weights: Path, scp) -
     node = _node(tmp_path, tiny_weights, target.address, lines)
     work = node.work
     try:
+        from pynetdicom import AE
+
+        echo = AE(ae_title="ECHOSCU")
+        echo.add_requested_context("1.2.840.10008.1.1")  # Verification: how a PACS tests a modality entry
+        assoc = echo.associate(LOOPBACK, node.cfg.port, ae_title="MEDM2G")
+        assert assoc.is_established and int(assoc.send_c_echo().Status) == 0
+        assoc.release()
+        wrong = echo.associate(LOOPBACK, node.cfg.port, ae_title="SOMEONE")  # callers must name the node
+        assert wrong.is_rejected
         src = dicom_series(tmp_path / "mr", "MR_small.dcm", n=5)
         rep = send_files(sorted(src.iterdir()), _to(node), calling_ae="MODALITY")
         assert rep.ok and len(rep.sent) == 5

@@ -85,6 +85,16 @@ def test_peer_refusing_everything_and_wrong_ae(tmp_path: Path, pydicom_file, scp
     assert store.received == []
 
 
+def test_peer_rejecting_the_association(tmp_path: Path, pydicom_file, scp, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = _files(tmp_path, pydicom_file)
+    store = scp("STORE")
+    capsys.readouterr()
+    assert _run(["send", str(folder), "--to", f"WRONGAE@{LOOPBACK}:{store.port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: DICOM peer WRONGAE@{LOOPBACK}:{store.port} rejected the association (")
+    assert "Called AE title not recognised" in err[0] and store.received == []
+
+
 def test_non_dicom_file_is_reported_not_lost(tmp_path: Path, pydicom_file, scp, capsys: pytest.CaptureFixture[str]) -> None:
     folder, _ = _files(tmp_path, pydicom_file)
     (folder / "notes.txt").write_text("not an image")
@@ -108,3 +118,13 @@ def test_peer_spec_parsed() -> None:
     p = parse_peer("ORTHANC@127.0.0.1:4242")
     assert (p.ae_title, p.host, p.port) == ("ORTHANC", "127.0.0.1", 4242)
     assert parse_peer("A@[::1]:104").host == "::1"
+
+
+def test_command_modules_are_light() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, medm2g_cli.main, medm2g_cli.commands.send, medm2g_cli.commands.dicom_node, "
+            "medm2g_cli.dicomnet.node, medm2g_cli.dicomnet.send; "
+            "heavy = [m for m in ('torch', 'diffusers', 'pynetdicom') if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
