@@ -175,6 +175,8 @@ class StorageNode:
             self.stop()
 
     def _recover(self) -> None:
+        for f in (self.work / "tmp").iterdir():  # instances whose reception was cut off by a crash
+            f.unlink(missing_ok=True)
         now = time.monotonic()
         for d in sorted((self.work / "incoming").iterdir()):
             if d.is_dir():
@@ -196,7 +198,8 @@ class StorageNode:
             raw = event.encoded_dataset(include_meta=True)
             series_uid, sop_uid = self._identify(raw)
         except Exception as exc:  # noqa: BLE001 - anything a peer sends must not stop the node
-            self.stats.refused += 1
+            with self._lock:
+                self.stats.refused += 1
             self.log(f"refused an instance from {caller}: it cannot be decoded as DICOM "
                      f"({' '.join(str(exc).split())[:100]})")
             return _CANNOT_UNDERSTAND

@@ -166,12 +166,19 @@ def send_files(files: Sequence[Path], peer: Peer, *, calling_ae: str = "MEDM2G",
     assoc_errors: set[str] = set()
     for start in range(0, len(contexts), MAX_CONTEXTS):
         chunk = dict(contexts[start:start + MAX_CONTEXTS])
-        todo = [it for it in items if it.sop_class in chunk]
         ae = AE(ae_title=calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
         ae.connection_timeout = timeout
-        for sop, tss in chunk.items():
-            ae.add_requested_context(sop, tss)
+        for sop, tss in list(chunk.items()):
+            try:
+                ae.add_requested_context(sop, tss)
+            except ValueError as exc:  # a malformed UID in a file's header
+                del chunk[sop]
+                rep.failed += [(it.path, f"invalid SOP class or transfer syntax UID ({' '.join(str(exc).split())[:80]})")
+                               for it in items if it.sop_class == sop]
+        todo = [it for it in items if it.sop_class in chunk]
+        if not todo:
+            continue
         rejection: dict[str, str] = {}
 
         def on_acse(event: Any, rejection: dict[str, str] = rejection) -> None:

@@ -20,6 +20,17 @@ dicom_series: Callable[..., Path] = _helpers.dicom_series  # n copies of a pydic
 LOOPBACK = "127.0.0.1"
 
 
+def run_cli(args: list[str]) -> int:
+    """Run ``medm2g ARGS`` in this process; its exit code."""
+    from medm2g_cli.main import run
+
+    try:
+        run(args)
+    except SystemExit as ex:
+        return int(ex.code or 0)
+    return 0
+
+
 def free_port() -> int:
     """A TCP port free on the loopback right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

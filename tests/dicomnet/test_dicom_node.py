@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from net_helpers import LOOPBACK, dicom_series, free_port, mixed_geometry_series, text_sr, wait_for
+from net_helpers import LOOPBACK, dicom_series, free_port, mixed_geometry_series, run_cli, text_sr, wait_for
 
 from medm2g_cli.dicomnet import parse_peer
 from medm2g_cli.dicomnet.node import NodeConfig, StorageNode, safe_name
@@ -200,20 +200,11 @@ def test_sigterm_during_processing_never_sends_partially(tmp_path: Path, tiny_we
 
 
 def test_node_refuses_bad_options(tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from medm2g_cli.main import run
-
-    def rc(args: list[str]) -> int:
-        try:
-            run(args)
-        except SystemExit as ex:
-            return int(ex.code or 0)
-        return 0
-
     base = ["dicom-node", "--port", str(free_port()), "--weights", str(tiny_weights)]
     for args, msg in ((["--task", "mri2xray", "--forward", "A@127.0.0.1:1"], "unknown direction"),
                       (["--task", "mri2ct", "--forward", "A@127.0.0.1"], "lacks a port"),
                       (["--task", "mri2ct", "--forward", "A@127.0.0.1:1", "--ae-title", "X\\Y"], "AE title")):
         capsys.readouterr()
-        assert rc(base + args) == 2
+        assert run_cli(base + args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and msg in err[0]

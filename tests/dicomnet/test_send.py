@@ -9,20 +9,12 @@ from pathlib import Path
 import pydicom
 import pytest
 from net_helpers import LOOPBACK, dicom_series, free_port
+from net_helpers import run_cli as _run
 
 from medm2g_cli.dicomnet import parse_peer
 from medm2g_cli.errors import ConfigError
-from medm2g_cli.main import run
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _run(args: list[str]) -> int:
-    try:
-        run(args)
-    except SystemExit as ex:
-        return int(ex.code or 0)
-    return 0
 
 
 def _files(tmp_path: Path, pydicom_file) -> tuple[Path, list[Path]]:
