@@ -177,9 +177,11 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
 
 def test_sigterm_idle_node_exits_cleanly(tmp_path: Path, tiny_weights: Path, scp) -> None:
     target = scp("PACS")
-    proc, port, lines = _start_node_process(tmp_path, tiny_weights, target.address)
+    log_file = tmp_path / "node.log"
+    proc, port, lines = _start_node_process(tmp_path, tiny_weights, target.address, ["--log-file", str(log_file)])
     assert _stop(proc) == 0
     wait_for(lambda: any("stopped:" in ln for ln in lines), 10, "the stopped line")
+    assert log_file.read_text().splitlines() == lines  # the same lines on stderr and in --log-file
     assert not any(ln.startswith("error") or "Traceback" in ln for ln in lines), lines
     with pytest.raises(AssertionError):  # the port is closed: nothing listens any more
         assert send_files([text_sr(tmp_path / "x.dcm")], parse_peer(f"MEDM2G@{LOOPBACK}:{port}"), timeout=3).ok
