@@ -93,6 +93,9 @@ def test_node_survives_bad_input(tmp_path: Path, tiny_weights: Path, scp, monkey
         # 2. a non-image SOP class (a text SR): accepted (it is a storage class), fails as one line
         sr = text_sr(tmp_path / "sr" / "sr.dcm")
         assert send_files([sr], to).ok
+        # 2b. a CT series for an MRI task: refused by the translate API's modality check, one line
+        ct = dicom_series(tmp_path / "ct", "CT_small.dcm", n=3)
+        assert send_files(sorted(ct.iterdir()), to).ok
         # 3. an SOP class the node does not support: its presentation context is refused
         odd = text_sr(tmp_path / "odd" / "odd.dcm")
         ds = pydicom.dcmread(odd)
@@ -126,14 +129,16 @@ def test_node_survives_bad_input(tmp_path: Path, tiny_weights: Path, scp, monkey
     assert len(series) == 1 and len(next(iter(series.values()))) == 5
     mixed_uid = str(pydicom.dcmread(next(mixed.iterdir())).SeriesInstanceUID)
     sr_uid = str(pydicom.dcmread(sr).SeriesInstanceUID)
+    ct_uid = str(pydicom.dcmread(next(ct.iterdir())).SeriesInstanceUID)
     fails = [ln for ln in lines if ": failed — " in ln]
-    assert len(fails) == 2 and all("\n" not in ln for ln in fails)
+    assert len(fails) == 3 and all("\n" not in ln for ln in fails)
+    assert any(ln.startswith(f"series {ct_uid}: failed — input is CT") for ln in fails)
     assert any(ln.startswith(f"series {mixed_uid}: failed — ") for ln in fails)
     assert any(ln.startswith(f"series {sr_uid}: failed — ") for ln in fails)
     assert sum("refused an instance from RAW: it cannot be decoded as DICOM" in ln for ln in lines) == 1
     # nothing lost: the failed inputs are kept, whole, for inspection
     kept = sorted(p.name for p in (tmp_path / "work" / "failed").iterdir())
-    assert kept == sorted([safe_name(mixed_uid), safe_name(sr_uid)])
+    assert kept == sorted([safe_name(mixed_uid), safe_name(sr_uid), safe_name(ct_uid)])
     assert len(list((tmp_path / "work" / "failed" / safe_name(mixed_uid)).iterdir())) == 5
 
 
