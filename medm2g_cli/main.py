@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "translate",
     "synthesize",
+    "send",
+    "dicom_node",
     "pretrain",
     "evaluate",
     "demo",

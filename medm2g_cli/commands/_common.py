@@ -19,7 +19,8 @@ Weights = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="Model folder. Default: $MEDM2G_WEIGHTS, else the demo model in weights/medm2g-demo.",
+        help="Model folder or installed model name. Default: $MEDM2G_WEIGHTS, else the default model installed "
+             "by `medm2g weights install` ($MEDM2G_HOME), else weights/medm2g-demo of a source checkout.",
         show_default=False,
     ),
 ]

@@ -1,4 +1,5 @@
-"""``medm2g weights``: create (``init``), describe (``inspect``), check (``verify``) and combine (``merge``) model folders."""
+"""``medm2g weights``: create (``init``), describe (``inspect``), check (``verify``), combine (``merge``),
+install into the per-user data folder (``install``) and archive (``export``) model folders."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ EPILOG = (
     "  medm2g weights inspect weights/tiny --json\n\n"
     "  medm2g weights inspect --preset full          (counts only, no weights allocated)\n\n"
     "  medm2g weights verify weights/tiny\n\n"
-    "  medm2g weights merge runs/brain/model --take unet_text=runs/chest/model -o weights/merged"
+    "  medm2g weights merge runs/brain/model --take unet_text=runs/chest/model -o weights/merged\n\n"
+    "  medm2g weights export weights/medm2g-demo -o medm2g-demo.tar      (carry it to an offline machine)\n\n"
+    "  medm2g weights install medm2g-demo.tar          (into $MEDM2G_HOME/models/; the first one is the default)"
 )
 
 Local = Annotated[Path | None, typer.Option(show_default=False)]
@@ -106,6 +109,9 @@ def inspect(
     diff = ", ".join(f"{m} {_fmt(n)}" for m, n in info["parameters"]["diffusers"].items())
     con.print(f"per imaging branch (UNet + autoencoder): {diff}")
     con.print(f"conditioning: {info['conditioning']}; scale factors: {info['scale_factors']}")
+    if info.get("license") or info.get("intended_use"):
+        con.print(f"licence: {info.get('license') or 'not stated'}; intended use: {info.get('intended_use') or 'not stated'}",
+                  highlight=False)
     if info.get("sha256"):
         con.print(f"{len(info['sha256'])} files with sha256 in medm2g.json (check with `medm2g weights verify`)")
 
@@ -116,18 +122,55 @@ def verify(
 ) -> None:
     """Check the sha256 of every file against medm2g.json (exit 2 listing what differs)."""
     from ..engine import verify_folder
-    from ..errors import WeightsError
+    from ..engine.store import verification_error
 
     problems = verify_folder(path)
-    ok = not any(problems.values())
+    err = verification_error(path, problems)
     if json_out:
-        print_json({"path": str(path), "ok": ok, **problems})
-    if not ok:
-        parts = [f"{k}: {', '.join(v)}" for k, v in problems.items() if v]
-        raise WeightsError(f"model folder '{path}' failed verification ({'; '.join(parts)})",
-                           "restore the folder from its source; pickled files are never loaded")
+        print_json({"path": str(path), "ok": err is None, **problems})
+    if err is not None:
+        raise err
     if not json_out:
         console().print(f"{path}: all files match medm2g.json")
+
+
+def install(
+    source: Annotated[Path, typer.Argument(metavar="PATH|ARCHIVE", help="A model folder, or a .tar/.tar.gz from `weights export`.")],
+    name: Annotated[str | None, typer.Option("--name", help="Install under this name (default: the folder's name).", show_default=False)] = None,
+    default: Annotated[bool | None, typer.Option("--default/--no-default", help="Make it the default model (default: only if none is set).", show_default=False)] = None,
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Copy a model into the per-user data folder ($MEDM2G_HOME/models/NAME), checking every sha256."""
+    from ..engine.store import install_model
+
+    with console().status(f"installing {source}"):
+        info = install_model(source, name=name, overwrite=overwrite, make_default=default)
+    if json_out:
+        print_json(info)
+    else:
+        note = " (the default model)" if info["default"] else f" (use it with --weights {info['name']})"
+        console().print(f"installed {info['name']} in {info['path']}: {info['files']} files verified{note}",
+                        highlight=False)
+
+
+def export(
+    path: Annotated[Path, typer.Argument(metavar="DIR", help="Model folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Archive to write (.tar or .tar.gz).")],
+    name: Annotated[str | None, typer.Option("--name", help="Folder name inside the archive (default: DIR's name).", show_default=False)] = None,
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Write a verified model folder as a tar archive for `medm2g weights install` elsewhere."""
+    from ..engine.store import export_model
+
+    with console().status(f"exporting {path}"):
+        info = export_model(path, output, name=name, overwrite=overwrite)
+    if json_out:
+        print_json(info)
+    else:
+        console().print(f"wrote {info['output']} ({info['files']} files, {info['bytes'] / 1e6:.1f} MB, "
+                        f"sha256 {info['sha256'][:16]}...)", highlight=False)
 
 
 def merge(
@@ -158,11 +201,13 @@ def merge(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``medm2g weights init|inspect|verify|merge``."""
+    """Add ``medm2g weights init|inspect|verify|merge|install|export``."""
     sub = typer.Typer(help="Create, inspect and verify model folders (offline; safetensors only).", epilog=EPILOG,
                       no_args_is_help=True)
     sub.command("init", epilog=EPILOG)(init)
     sub.command("inspect")(inspect)
     sub.command("verify")(verify)
     sub.command("merge")(merge)
+    sub.command("install")(install)
+    sub.command("export")(export)
     app.add_typer(sub, name="weights")

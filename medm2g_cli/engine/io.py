@@ -285,6 +285,7 @@ def describe(path: Path | None = None, preset: str | None = None) -> dict[str, A
         meta = read_meta(path)
         cfg = ModelConfig.from_dict(meta["config"])
         info = {"path": str(path), "preset": meta.get("preset"), "version": meta.get("version"),
+                "license": meta.get("license"), "intended_use": meta.get("intended_use"),
                 "provenance": meta.get("provenance", {}), "source": "safetensors headers"}
         hashes = meta.get("sha256", {})
         scale = meta.get("scale_factors", {})

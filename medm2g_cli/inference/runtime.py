@@ -74,25 +74,45 @@ class InferenceSettings:
                 "compile": self.compile, "channels_last": self.channels_last}
 
 
-def default_weights() -> Path:
-    """The demo model shipped in the repository (``weights/medm2g-demo`` next to the package)."""
-    import medm2g_cli
+def default_weights() -> tuple[Path | None, str]:
+    """The default model and where it came from: the per-user data folder's default model
+    (``medm2g weights install``, ``$MEDM2G_HOME``), else the source checkout's ``weights/medm2g-demo``."""
+    from .. import home
 
-    return Path(medm2g_cli.__file__).resolve().parents[1] / "weights" / "medm2g-demo"
+    name = home.default_model_name()
+    if name is not None:
+        return home.models_dir() / name, f"the default installed model in {home.data_home()}"
+    demo = home.checkout_demo()
+    if demo is not None:
+        return demo, "the demo model of the source checkout"
+    return None, "no model"
 
 
 def resolve_weights(path: str | os.PathLike[str] | None) -> Path:
-    """``--weights DIR``, else ``$MEDM2G_WEIGHTS``, else the demo model; :class:`WeightsError` if absent."""
+    """``--weights DIR`` (or the name of an installed model), else ``$MEDM2G_WEIGHTS``, else the
+    default installed model in the data folder, else the checkout's demo model; :class:`WeightsError`
+    if none exists."""
+    from .. import home
+
     if path is not None:
         p, origin = Path(path), "--weights"
+        if not p.exists() and home.installed_model(str(path)) is not None:
+            p, origin = home.models_dir() / str(path), f"installed model '{path}'"
     elif os.environ.get("MEDM2G_WEIGHTS"):
         p, origin = Path(os.environ["MEDM2G_WEIGHTS"]), "$MEDM2G_WEIGHTS"
     else:
-        p, origin = default_weights(), "the default demo model"
+        found, origin = default_weights()
+        if found is None:
+            raise WeightsError(
+                f"no model is installed in {home.data_home()}",
+                "install one with `medm2g weights install PATH|ARCHIVE` (MEDM2G_HOME moves the data folder), "
+                "or pass --weights DIR / set MEDM2G_WEIGHTS",
+            )
+        p = found
     if not p.is_dir():
         raise WeightsError(
             f"model folder '{p}' ({origin}) does not exist",
-            "build the demo model with `make weights` (or `medm2g weights init` / `medm2g pretrain`), "
+            "install a model with `medm2g weights install PATH|ARCHIVE`, build the demo model with `make weights`, "
             "or pass --weights DIR / set MEDM2G_WEIGHTS",
         )
     if not (p / "medm2g.json").is_file():
