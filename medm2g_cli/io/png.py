@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import FormatError, GeometryError, InputError
 from .atomic import atomic_dir, atomic_path
+from .limits import HINT, check_voxels, max_voxels
 from .orientation import AXES, to_canonical
 from .volume import Volume
 
@@ -30,12 +31,25 @@ SIDECAR = "slices.json"
 def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
     """Read a PNG/JPEG (8- or 16-bit greyscale). RGB/palette images are converted to luminance
     with a note in ``meta['notes']``; colour content that is not grey is refused."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     notes: list[str] = []
+    cap = max_voxels()
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow's own decompression-bomb guard, set to our one limit; its warning is our error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, cap
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+        with im:
+            # Size from the header, checked before any pixel is decoded (and before RGB copies).
+            check_voxels(path.name, (im.width, im.height, len(im.getbands())))
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L"):
@@ -49,9 +63,7 @@ def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
             elif mode == "F":
                 px = np.asarray(im, dtype=np.float32)
             elif mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
-                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
-                spread = int(np.max(np.abs(rgb - rgb.mean(axis=2, keepdims=True)))) if rgb.size else 0
-                if spread > 8:
+                if _colour_spread(im.convert("RGB")) > 8:
                     raise FormatError(
                         f"'{path.name}' is a colour {mode} image",
                         "medm2g reads greyscale radiographs; export it as an 8- or 16-bit greyscale PNG")
@@ -59,12 +71,30 @@ def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
                 notes.append(f"{mode} image converted to 8-bit greyscale")
             else:
                 raise FormatError(f"'{path.name}' has unsupported pixel mode {mode}", "export a greyscale PNG or JPEG")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"'{path.name}' declares more pixels than the limit of {cap:,}", HINT) from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(f"cannot read image '{path.name}': {' '.join(str(exc).split())[:140]}",
                          "pass a valid PNG or JPEG file") from exc
     arr = np.ascontiguousarray(px.T[:, :, None])
     return Volume(arr, LPS @ np.eye(4), modality, {"format": "picture", "path": str(path), "notes": notes,
                                                    "bits": 16 if px.dtype == np.uint16 else 8})
+
+
+def _colour_spread(rgb_image: Any) -> int:
+    """Largest distance of a channel from the pixel's grey mean, rounded down (0 for grey images).
+
+    Computed as ``|3c - (r+g+b)| // 3`` in int16, so a large picture costs 2 bytes per pixel per
+    temporary instead of float64 copies of the whole RGB array.
+    """
+    rgb = np.asarray(rgb_image, dtype=np.uint8)
+    if not rgb.size:
+        return 0
+    total = rgb.sum(axis=2, dtype=np.int16)
+    worst = 0
+    for c in range(3):
+        worst = max(worst, int(np.abs(3 * rgb[:, :, c].astype(np.int16) - total).max()))
+    return worst // 3
 
 
 def _quantise(plane: np.ndarray, window: tuple[float, float], bits: int) -> np.ndarray:
@@ -172,6 +202,8 @@ def read_png_folder(folder: str | Path, *, reference: Volume | None, modality: s
     planes = []
     for f in files:
         pic = read_picture(f).array[:, :, 0].T  # (rows, cols) as stored
+        if not planes:
+            check_voxels(folder.name, (*pic.shape, len(files)))  # the whole stack, before reading it
         planes.append(pic.T[::-1, ::-1])
     expect = list(canon_ref.array.shape)
     got_plane = planes[0].shape
