@@ -199,7 +199,7 @@ def read_png_folder(folder: str | Path, *, reference: Volume | None, modality: s
         raise InputError(f"unknown axis '{axis}'", f"use one of: {', '.join(AXES)}")
     canon_ref, undo = to_canonical(reference)
     ax = AXES[axis]
-    planes = []
+    planes: list[np.ndarray] = []
     for f in files:
         pic = read_picture(f).array[:, :, 0].T  # (rows, cols) as stored
         if not planes:
