@@ -78,7 +78,10 @@ _register_all()
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    from .safetext import printable
+
+    # The message often quotes file names and header text: no control character reaches the terminal.
+    sys.stderr.write(f"error: {printable(message)}\n")
     sys.stderr.flush()
 
 

@@ -53,3 +53,20 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def plain(text: str, style: str | None = None) -> None:
+    """Print a line on stderr as given: never parsed as rich markup (a file named ``[/]x`` must not
+    crash or restyle the output), control characters from files escaped (:mod:`medm2g_cli.safetext`)."""
+    from ..safetext import printable
+
+    console().print(printable(text), style=style, highlight=False, markup=False, soft_wrap=True)
+
+
+def cell(value: Any) -> Any:
+    """A rich table cell or title holding text from a file: literal (no markup), control characters escaped."""
+    from rich.text import Text
+
+    from ..safetext import printable
+
+    return Text(printable(value))

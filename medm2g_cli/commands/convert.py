@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -46,11 +46,10 @@ def convert(
     if json_out:
         print_json(data)
         return
-    con = console()
     shape = " x ".join(str(v) for v in data["shape"])
-    con.print(f"wrote {data['output']} ({data['format']}, {shape}, {data['orientation']})")
+    plain(f"wrote {data['output']} ({data['format']}, {shape}, {data['orientation']})")
     for note in data.get("notes") or []:
-        con.print(f"note: {note}")
+        plain(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

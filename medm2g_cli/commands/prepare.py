@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import JsonOut, Overwrite, console, plain, print_json
 
 
 def prepare(
@@ -78,10 +78,10 @@ def prepare(
         con.print(t)
         scaled = " (scaled down: fewer subjects than the rule needs)" if info.get("split_scaled") else ""
         con.print(f"split: {info.get('split_rule')}{scaled}; {result.done} processed, {result.resumed} resumed")
-        for s in result.skipped:
-            con.print(f"[yellow]skipped[/] {s}")
+        for s in result.skipped:  # subject ids and file names come from the data: never markup
+            plain(f"skipped {s}", style="yellow")
         for f in result.failed:
-            con.print(f"[red]failed[/] {f}")
+            plain(f"failed {f}", style="red")
     if result.failed:
         from ..errors import DataError
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -39,11 +39,10 @@ def register_cmd(
     if json_out:
         print_json(data)
         return
-    con = console()
-    con.print(f"final metric (Mattes MI, lower is better): {data['metric']:.5f} after {data['iterations']} iterations")
-    con.print(f"wrote {data['output']} on the fixed grid")
+    plain(f"final metric (Mattes MI, lower is better): {data['metric']:.5f} after {data['iterations']} iterations")
+    plain(f"wrote {data['output']} on the fixed grid")
     if data["save_transform"]:
-        con.print(f"wrote transform {data['save_transform']}")
+        plain(f"wrote transform {data['save_transform']}")
 
 
 def register(app: typer.Typer) -> None:

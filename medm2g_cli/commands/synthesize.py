@@ -23,6 +23,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -73,8 +74,8 @@ def synthesize(
         print_json(rep)
         return
     con = console()
-    con.print(f"wrote {', '.join(rep['case']['files'])}", highlight=False)
-    con.print(f"run report: {rep['run_report']}", highlight=False)
+    plain(f"wrote {', '.join(rep['case']['files'])}")
+    plain(f"run report: {rep['run_report']}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

@@ -23,6 +23,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -79,11 +80,11 @@ def translate(
         return
     con = console()
     for case in rep["cases"]:
-        con.print(f"wrote {', '.join(case['files'])}", highlight=False)
+        plain(f"wrote {', '.join(case['files'])}")
     if rep["skipped"]:
         con.print(f"skipped {len(rep['skipped'])} finished case(s) (--continue)")
     if rep.get("run_report"):
-        con.print(f"run report: {rep['run_report']}", highlight=False)
+        plain(f"run report: {rep['run_report']}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 
