@@ -32,6 +32,7 @@ Sampler = Annotated[str, typer.Option("--sampler", help="ddim|dpm++ (DPM-Solver+
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical outputs.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Slices per forward pass (default: chosen from free memory).", show_default=False)]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs).")]
+Anonymize = Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile, clean descriptors).")]
 SkipVerify = Annotated[bool, typer.Option("--skip-verify", help="Load weights even if their sha256 does not match medm2g.json.")]
 
 

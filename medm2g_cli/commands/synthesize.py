@@ -9,6 +9,7 @@ import typer
 
 from . import _infer_options as opts
 from ._common import (
+    Anonymize,
     BatchSize,
     Compile,
     Device,
@@ -58,6 +59,7 @@ def synthesize(
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
     compile_: Compile = False,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -69,7 +71,7 @@ def synthesize(
     st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
         rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
-                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog)
+                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize)
     if json_out:
         print_json(rep)
         return

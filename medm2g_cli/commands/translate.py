@@ -9,6 +9,7 @@ import typer
 
 from . import _infer_options as opts
 from ._common import (
+    Anonymize,
     BatchSize,
     Compile,
     Device,
@@ -63,7 +64,7 @@ def translate(
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
     compile_: Compile = False,
-    anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
