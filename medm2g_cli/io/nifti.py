@@ -107,8 +107,7 @@ def _check_size(path: Path, img: Any) -> None:
     if not shape or any(s <= 0 for s in shape):
         raise InputError(f"'{path.name}' has an empty axis (shape {shape})", "the header is corrupt; re-export the file")
     itemsize = img.header.get_data_dtype().itemsize
-    # An absolute cap first: a .gz may legitimately expand ~1000x, which alone still allows terabytes.
-    need = check_voxels(path.name, shape, itemsize) * itemsize
+    need = int(np.prod(np.array(shape, dtype=object))) * itemsize
     size = path.stat().st_size
     compressed = path.name.lower().endswith(".gz")
     have = size * MAX_DEFLATE_RATIO if compressed else size - int(img.header["vox_offset"])
@@ -118,6 +117,8 @@ def _check_size(path: Path, img: Any) -> None:
             f"only {size} bytes",
             "the header is corrupt or the file is truncated; re-export it",
         )
+    # A .gz may legitimately expand ~1000x, which alone would still allow terabytes: an absolute cap too.
+    check_voxels(path.name, shape, itemsize)
 
 
 def _disk_dtype(arr: np.ndarray) -> np.dtype:
