@@ -38,7 +38,7 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
         # (Nifti2Image is a subclass), whose header/dataobj/affine we use below.
         img = cast(nib.Nifti1Image, nib.load(str(path)))
         hdr = img.header
-        _check_size(path, img)
+        check_nifti_size(path, img)
         # Keep integer data integer unless the header scales it (then float32, like get_fdata).
         slope, inter = hdr.get_slope_inter()
         scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
@@ -100,7 +100,7 @@ def _xyzt_units(hdr: Any) -> tuple[str, str]:
         return ("unknown", "unknown")
 
 
-def _check_size(path: Path, img: Any) -> None:
+def check_nifti_size(path: Path, img: Any) -> None:
     """Refuse headers that cannot describe this file (empty axes, or more voxel bytes than the file can
     hold): a corrupt or hostile header must not make us allocate terabytes (memory bomb)."""
     shape = tuple(int(s) for s in img.shape)

@@ -28,28 +28,47 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIDECAR = "slices.json"
 
 
-def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
-    """Read a PNG/JPEG (8- or 16-bit greyscale). RGB/palette images are converted to luminance
-    with a note in ``meta['notes']``; colour content that is not grey is refused."""
+def open_picture(path: str | Path) -> Any:
+    """``PIL.Image.open`` under medm2g's one size limit (:mod:`.limits`), for every picture reader.
+
+    The size comes from the file's header and is checked before any pixel is decoded (and before
+    any RGB/palette conversion copies them); Pillow's own decompression-bomb guard is set to the same
+    limit and its error or warning becomes :class:`InputError`. Use as ``with open_picture(p) as im``.
+    Other failures (not an image, truncated) raise as from ``Image.open``.
+    """
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     path = Path(path)
-    notes: list[str] = []
     cap = max_voxels()
     try:
         with warnings.catch_warnings():
-            # Pillow's own decompression-bomb guard, set to our one limit; its warning is our error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, cap
             try:
                 im = Image.open(path)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
-        with im:
-            # Size from the header, checked before any pixel is decoded (and before RGB copies).
-            check_voxels(path.name, (im.width, im.height, len(im.getbands())))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"'{path.name}' declares more pixels than the limit of {cap:,}", HINT) from exc
+    try:
+        check_voxels(path.name, (im.width, im.height, len(im.getbands())))
+    except InputError:
+        im.close()
+        raise
+    return im
+
+
+def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
+    """Read a PNG/JPEG (8- or 16-bit greyscale). RGB/palette images are converted to luminance
+    with a note in ``meta['notes']``; colour content that is not grey is refused."""
+    from PIL import UnidentifiedImageError
+
+    path = Path(path)
+    notes: list[str] = []
+    try:
+        with open_picture(path) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L"):
@@ -71,8 +90,6 @@ def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
                 notes.append(f"{mode} image converted to 8-bit greyscale")
             else:
                 raise FormatError(f"'{path.name}' has unsupported pixel mode {mode}", "export a greyscale PNG or JPEG")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"'{path.name}' declares more pixels than the limit of {cap:,}", HINT) from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise InputError(f"cannot read image '{path.name}': {' '.join(str(exc).split())[:140]}",
                          "pass a valid PNG or JPEG file") from exc

@@ -222,3 +222,26 @@ def test_damaged_zip_member_is_an_input_error(tmp_path: Path, private_tmp: Path)
     with pytest.raises(InputError, match="cannot extract 'bad.zip'"):
         read_volume(bad)
     assert list(private_tmp.iterdir()) == []
+
+
+def test_evaluate_and_fid_readers_apply_the_same_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``evaluate`` reads predictions/references and FID pictures itself: same limits, same foreign-read rule."""
+    from medm2g_cli.metrics.fid import load_picture
+    from medm2g_cli.metrics.protocols import read_slices
+
+    bomb = _png_header_only(tmp_path / "bomb.png", 60000, 60000)
+    for reader in (read_slices, load_picture):
+        with pytest.raises(InputError, match="more pixels than the limit"):
+            reader(bomb)
+    (tmp_path / "p.mhd").write_text("ObjectType = Image\nNDims = 2\nDimSize = 4 4\nElementType = MET_UCHAR\n"
+                                    "ElementDataFile = /etc/passwd\n")
+    with pytest.raises(InputError, match="outside its own folder"):
+        read_slices(tmp_path / "p.mhd")
+    vol = np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5)
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(tmp_path / "v.mha"))
+    np.testing.assert_array_equal(read_slices(tmp_path / "v.mha"), vol)  # (z, y, x) as before
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 20), np.int16), np.eye(4)), str(tmp_path / "v.nii.gz"))
+    assert read_slices(tmp_path / "v.nii.gz").shape == (20, 20, 20)
+    monkeypatch.setenv(limits.ENV, "5000")
+    with pytest.raises(InputError, match="limit"):
+        read_slices(tmp_path / "v.nii.gz")
