@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, plain, print_json
+from ._common import JsonOut, Overwrite, cell, console, plain, print_json
 
 
 def prepare(
@@ -70,7 +70,7 @@ def prepare(
     else:
         from rich.table import Table
 
-        t = Table(title=f"{info.get('name')} -> {result.out}")
+        t = Table(title=cell(f"{info.get('name')} -> {result.out}"))
         for c in ("split", "subjects", "samples"):
             t.add_column(c, justify="right" if c != "split" else "left")
         for sp in ("train", "val", "test"):
