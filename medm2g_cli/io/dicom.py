@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__
 from ..errors import DicomSeriesError, GeometryError, InputError, OutputError
 from .atomic import atomic_dir, atomic_path
-from .limits import check_voxels, check_zip, extract_member
+from .limits import check_dicom, check_zip, extract_member
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
@@ -215,16 +215,6 @@ def _is_localizer(ds: Any) -> bool:
     return any("LOCALIZER" in str(v).upper() for v in (ds.get("ImageType") or []))
 
 
-def _declared_shape(ds: Any, files: int = 1) -> tuple[int, ...]:
-    """Rows x Columns x (frames x files) x samples as the header declares them."""
-    frames = int(ds.get("NumberOfFrames", 1) or 1) * files
-    return int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), frames, int(ds.get("SamplesPerPixel") or 1)
-
-
-def _declared_itemsize(ds: Any) -> int:
-    return max(1, int(ds.get("BitsAllocated") or 16) // 8)
-
-
 def _pixels(path: Path) -> tuple[Any, np.ndarray]:
     import pydicom
 
@@ -235,7 +225,7 @@ def _pixels(path: Path) -> tuple[Any, np.ndarray]:
                          "the file is corrupt or truncated; re-export the series") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError(f"DICOM '{path.name}' has no pixel data", "export the series with its images, not only headers")
-    check_voxels(path.name, _declared_shape(ds), _declared_itemsize(ds))  # before the decoder allocates
+    check_dicom(path.name, ds)  # before the decoder allocates
     try:
         px = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - missing decoder plugins raise RuntimeError/NotImplementedError
@@ -359,7 +349,7 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
             iop = None
         ds0 = _read_header(kept[0][0]) or kept[0][1]  # the scan kept only per-slice tags
         frames = int(ds0.get("NumberOfFrames", 1) or 1)
-        check_voxels(path.name, _declared_shape(ds0, len(kept)), _declared_itemsize(ds0))  # before any decoding
+        check_dicom(path.name, ds0, len(kept))  # the whole series, before any decoding
         row_sp, col_sp = _pixel_spacing(ds0)
         if iop is None:
             iop = np.array([1.0, 0, 0, 0, 1.0, 0])

@@ -76,6 +76,14 @@ def check_voxels(name: str, shape: Iterable[int], itemsize: int = 1) -> int:
     return n
 
 
+def check_dicom(name: str, ds: Any, files: int = 1) -> int:
+    """:func:`check_voxels` for a DICOM header: Rows x Columns x (NumberOfFrames x ``files``) x
+    SamplesPerPixel at BitsAllocated, as declared (nothing decoded yet)."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1) * files
+    shape = (int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), frames, int(ds.get("SamplesPerPixel") or 1))
+    return check_voxels(name, shape, max(1, int(ds.get("BitsAllocated") or 16) // 8))
+
+
 def check_declared(name: str, need: int, have: int, *, compressed: bool = False) -> None:
     """Refuse a header that declares ``need`` data bytes when its data file holds only ``have``
     (``compressed``: deflate, which expands at most :data:`MAX_DEFLATE_RATIO` times)."""
