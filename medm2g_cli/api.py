@@ -398,8 +398,11 @@ def synthesize(
     fmt: str | None = None,
     log: Log = _nolog,
     progress: Progress | None = None,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
     """Multi-contrast synthesis with composable conditioning (e.g. T1 + T2 -> PD).
+
+    ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile, :mod:`medm2g_cli.io.anonymize`).
 
     Inputs on another grid than the first are registered to it (rigid, Mattes MI) when
     ``register`` is true and refused otherwise. Weights default to equal shares.
@@ -449,7 +452,7 @@ def synthesize(
         log(f"registered {names[i]} to {names[0]} (metric {metric:.4f})")
     t = time.perf_counter()
     entry = _translate_one(sess, vols, names, weights, tgt, out, fmt, samples=samples, axis=axis,
-                           preview=preview, overwrite=overwrite, progress=progress)
+                           preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
     sess.timings["total_s"] = round(time.perf_counter() - t, 4)
     rep = sess.report("synthesize", [p for _, p, _ in inputs], [Path(p) for p in entry["files"]], {
         "inputs_spec": [{"name": n, "path": str(p), "weight": w} for (n, p, _), w in zip(inputs, weights, strict=True)],

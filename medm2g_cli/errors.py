@@ -72,3 +72,11 @@ class DataError(MedM2GError):
 
 class DependencyError(MedM2GError):
     """An optional dependency or external file (Java, FID weights) is not available."""
+
+
+class MedM2GWarning(UserWarning):
+    """A warning the CLI shows as one ``warning: <text>`` line on stderr (each text once per run)."""
+
+
+class IdentityWarning(MedM2GWarning):
+    """An output carries a patient's identity (PatientName/PatientID of a DICOM source, not anonymised)."""

@@ -11,6 +11,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import typer
 
 from . import __version__
-from .errors import MedM2GError
+from .errors import MedM2GError, MedM2GWarning
 
 # Order here is the order in `medm2g --help`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -80,7 +81,10 @@ _register_all()
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    from .safetext import printable
+
+    # The message often quotes file names and header text: no control character reaches the terminal.
+    sys.stderr.write(f"error: {printable(message)}\n")
     sys.stderr.flush()
 
 
@@ -98,11 +102,34 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(usage), tuple(other)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """medm2g's own warnings as one ``warning:`` line (control characters escaped); others as Python shows them."""
+    if issubclass(category, MedM2GWarning):
+        from .safetext import printable
+
+        text = printable(" ".join(str(message).split()))
+        if text not in _SHOWN:  # once per run, however many cases or files raise it
+            _SHOWN.add(text)
+            sys.stderr.write(f"warning: {text}\n")
+            sys.stderr.flush()
+        return
+    _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+_SHOWN: set[str] = set()
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line + exit code 2."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("MEDM2G_DEBUG"))
     previous = _trap_sigterm()
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
+    _SHOWN.clear()
+    warnings.filterwarnings("always", category=MedM2GWarning)  # _show_warning keeps each text to one line
     try:
         rc = app(args=args, standalone_mode=False)
         if rc == 130:  # typer turns Ctrl-C (and our SIGTERM) into Exit(130) and, non-standalone, returns it
@@ -141,6 +168,7 @@ def run(argv: list[str] | None = None) -> None:
         _fail(f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} — rerun with --debug and report this")
         sys.exit(1)
     finally:
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

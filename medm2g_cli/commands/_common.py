@@ -33,6 +33,7 @@ Sampler = Annotated[str, typer.Option("--sampler", help="ddim|dpm++ (DPM-Solver+
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical outputs.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Slices per forward pass (default: chosen from free memory).", show_default=False)]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs).")]
+Anonymize = Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile, clean descriptors).")]
 SkipVerify = Annotated[bool, typer.Option("--skip-verify", help="Load weights even if their sha256 does not match medm2g.json.")]
 
 
@@ -54,3 +55,20 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def plain(text: str, style: str | None = None) -> None:
+    """Print a line on stderr as given: never parsed as rich markup (a file named ``[/]x`` must not
+    crash or restyle the output), control characters from files escaped (:mod:`medm2g_cli.safetext`)."""
+    from ..safetext import printable
+
+    console().print(printable(text), style=style, highlight=False, markup=False, soft_wrap=True)
+
+
+def cell(value: Any) -> Any:
+    """A rich table cell or title holding text from a file: literal (no markup), control characters escaped."""
+    from rich.text import Text
+
+    from ..safetext import printable
+
+    return Text(printable(value))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import console
+from ._common import console, plain
 
 Samples = Annotated[int, typer.Option("--samples", "-k", help="Draw K samples; write their mean and a per-voxel std map (<OUT>_std).")]
 Preview = Annotated[bool, typer.Option("--preview", help="Also write a PNG montage (input | output | uncertainty), <OUT>_preview.png.")]
@@ -30,8 +30,7 @@ def settings(weights: Path | None, device: str, precision: str, steps: int | Non
 
 def log(message: str) -> None:
     """Print a status or warning line on stderr (warnings in yellow)."""
-    style = "yellow" if message.startswith("warning") else None
-    console().print(message, style=style, highlight=False, markup=False, soft_wrap=True)
+    plain(message, style="yellow" if message.startswith("warning") else None)
 
 
 @contextmanager
@@ -42,7 +41,7 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console(), transient=True) as prog:
         task = prog.add_task(label, total=None)
 

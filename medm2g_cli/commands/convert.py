@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import Anonymize, JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -32,7 +32,7 @@ def convert(
     volume: Annotated[int | None, typer.Option("--volume", help="Volume index of a 4-D NIfTI.", show_default=False)] = None,
     bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 16 or 8.")] = 16,
     allow_irregular: Annotated[bool, typer.Option("--allow-irregular", help="Accept uneven DICOM slice spacing / gantry tilt (kept as a sheared affine).")] = False,
-    anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -46,11 +46,10 @@ def convert(
     if json_out:
         print_json(data)
         return
-    con = console()
     shape = " x ".join(str(v) for v in data["shape"])
-    con.print(f"wrote {data['output']} ({data['format']}, {shape}, {data['orientation']})")
+    plain(f"wrote {data['output']} ({data['format']}, {shape}, {data['orientation']})")
     for note in data.get("notes") or []:
-        con.print(f"note: {note}")
+        plain(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import BatchSize, Device, Guidance, JsonOut, Overwrite, Seed, Steps, console, print_json
+from ._common import BatchSize, Device, Guidance, JsonOut, Overwrite, Seed, Steps, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -64,7 +64,7 @@ def _render(report: Any, json_out: bool, out: Path | None, overwrite: bool, writ
     if settings.get("normalisation"):
         con.print(f"protocol: {report.summary.get('protocol')} — {settings['normalisation']}")
     if written:
-        con.print("wrote " + ", ".join(str(p) for p in written))
+        plain("wrote " + ", ".join(str(p) for p in written))
 
 
 @sub.callback()

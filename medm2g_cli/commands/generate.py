@@ -22,6 +22,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -55,7 +56,7 @@ def _run(target: str, prompt: str, num: int, output: Path, fmt: str, size: int |
         print_json(rep)
         return
     con = console()
-    con.print(f"wrote {len(rep['files'])} image(s), contact_sheet.png and generate.json to {output}", highlight=False)
+    plain(f"wrote {len(rep['files'])} image(s), contact_sheet.png and generate.json to {output}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

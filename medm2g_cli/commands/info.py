@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, console, print_json
+from ._common import JsonOut, cell, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -35,7 +35,8 @@ def info(
         return
     from rich.table import Table
 
-    table = Table(title=str(path), show_header=False, title_justify="left")
+    # Header text and file names are the file author's: literal cells, never rich markup.
+    table = Table(title=cell(path), show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value")
     for key in ("format", "shape", "spacing", "orientation", "dtype", "min", "max", "modality", "n_series",
@@ -46,7 +47,7 @@ def info(
                 val = " x ".join(f"{v:g}" for v in val) + " mm"
             elif key == "shape":
                 val = " x ".join(str(v) for v in val)
-            table.add_row(key, str(val))
+            table.add_row(key, cell(val))
     con = console()
     con.print(table)
     if data.get("series") and (data.get("n_series") or 0) > 1:
@@ -54,11 +55,11 @@ def info(
         for col in ("uid", "number", "modality", "n_slices", "description"):
             st.add_column(col)
         for s in data["series"]:
-            st.add_row(s["uid"], str(s["number"] if s["number"] is not None else "-"), s["modality"] or "-",
-                       str(s["n_slices"]), s["description"] or "-")
+            st.add_row(cell(s["uid"]), cell(s["number"] if s["number"] is not None else "-"),
+                       cell(s["modality"] or "-"), cell(s["n_slices"]), cell(s["description"] or "-"))
         con.print(st)
     for note in data.get("notes") or []:
-        con.print(f"note: {note}")
+        plain(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

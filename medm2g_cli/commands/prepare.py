@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import JsonOut, Overwrite, cell, console, plain, print_json
 
 
 def prepare(
@@ -70,7 +70,7 @@ def prepare(
     else:
         from rich.table import Table
 
-        t = Table(title=f"{info.get('name')} -> {result.out}")
+        t = Table(title=cell(f"{info.get('name')} -> {result.out}"))
         for c in ("split", "subjects", "samples"):
             t.add_column(c, justify="right" if c != "split" else "left")
         for sp in ("train", "val", "test"):
@@ -78,10 +78,10 @@ def prepare(
         con.print(t)
         scaled = " (scaled down: fewer subjects than the rule needs)" if info.get("split_scaled") else ""
         con.print(f"split: {info.get('split_rule')}{scaled}; {result.done} processed, {result.resumed} resumed")
-        for s in result.skipped:
-            con.print(f"[yellow]skipped[/] {s}")
+        for s in result.skipped:  # subject ids and file names come from the data: never markup
+            plain(f"skipped {s}", style="yellow")
         for f in result.failed:
-            con.print(f"[red]failed[/] {f}")
+            plain(f"failed {f}", style="red")
     if result.failed:
         from ..errors import DataError
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from ._common import Anonymize, JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -26,6 +26,7 @@ def register_cmd(
     iterations: Annotated[int, typer.Option("--iterations", help="Optimiser iterations per resolution level.")] = 200,
     series: Annotated[str | None, typer.Option("--series", help="DICOM series of FIXED when its folder holds several.", show_default=False)] = None,
     moving_series: Annotated[str | None, typer.Option("--moving-series", help="DICOM series of MOVING.", show_default=False)] = None,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -35,15 +36,14 @@ def register_cmd(
     with console().status(f"registering {moving.name} to {fixed.name} ({transform})"):
         data = register_files(fixed, moving, output, transform=transform, save_transform=save_transform,
                               fixed_series=series, moving_series=moving_series, iterations=iterations,
-                              overwrite=overwrite)
+                              overwrite=overwrite, anonymize=anonymize)
     if json_out:
         print_json(data)
         return
-    con = console()
-    con.print(f"final metric (Mattes MI, lower is better): {data['metric']:.5f} after {data['iterations']} iterations")
-    con.print(f"wrote {data['output']} on the fixed grid")
+    plain(f"final metric (Mattes MI, lower is better): {data['metric']:.5f} after {data['iterations']} iterations")
+    plain(f"wrote {data['output']} on the fixed grid")
     if data["save_transform"]:
-        con.print(f"wrote transform {data['save_transform']}")
+        plain(f"wrote transform {data['save_transform']}")
 
 
 def register(app: typer.Typer) -> None:

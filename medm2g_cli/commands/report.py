@@ -21,6 +21,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -63,7 +64,7 @@ def report(
         return
     con = console()
     for r in results:
-        con.print(f"[bold]{r['image']}[/bold]", highlight=False)
+        plain(str(r["image"]), style="bold")
         typer.echo(r["report"])
     con.print("[dim]generated text: synthetic, not a diagnosis[/dim]")
 

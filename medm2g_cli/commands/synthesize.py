@@ -9,6 +9,7 @@ import typer
 
 from . import _infer_options as opts
 from ._common import (
+    Anonymize,
     BatchSize,
     Compile,
     Device,
@@ -23,6 +24,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -57,6 +59,7 @@ def synthesize(
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
     compile_: Compile = False,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -68,13 +71,13 @@ def synthesize(
     st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
         rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
-                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog)
+                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize)
     if json_out:
         print_json(rep)
         return
     con = console()
-    con.print(f"wrote {', '.join(rep['case']['files'])}", highlight=False)
-    con.print(f"run report: {rep['run_report']}", highlight=False)
+    plain(f"wrote {', '.join(rep['case']['files'])}")
+    plain(f"run report: {rep['run_report']}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

@@ -9,6 +9,7 @@ import typer
 
 from . import _infer_options as opts
 from ._common import (
+    Anonymize,
     BatchSize,
     Compile,
     Device,
@@ -23,6 +24,7 @@ from ._common import (
     Steps,
     Weights,
     console,
+    plain,
     print_json,
 )
 
@@ -62,7 +64,7 @@ def translate(
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
     compile_: Compile = False,
-    anonymize: Annotated[bool, typer.Option("--anonymize", help="De-identify DICOM outputs (DICOM PS3.15 Basic Profile).")] = False,
+    anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -79,11 +81,11 @@ def translate(
         return
     con = console()
     for case in rep["cases"]:
-        con.print(f"wrote {', '.join(case['files'])}", highlight=False)
+        plain(f"wrote {', '.join(case['files'])}")
     if rep["skipped"]:
         con.print(f"skipped {len(rep['skipped'])} finished case(s) (--continue)")
     if rep.get("run_report"):
-        con.print(f"run report: {rep['run_report']}", highlight=False)
+        plain(f"run report: {rep['run_report']}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

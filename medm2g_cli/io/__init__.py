@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, InputError
+from ..errors import FormatError, IdentityWarning, InputError
 from .atomic import check_output
 from .orientation import AXES, to_canonical
 from .volume import Volume
@@ -136,6 +136,19 @@ def list_dicom_series(folder: str | Path) -> list[dict[str, Any]]:
     return _list(folder)
 
 
+IDENTIFIED = ("the DICOM output carries the source's PatientName/PatientID (identified data)",
+              "pass --anonymize to de-identify it")
+
+
+def _warn_identified(meta: dict[str, Any]) -> None:
+    """Say (once per run, :class:`~medm2g_cli.errors.IdentityWarning`) that a DICOM output will
+    carry the patient identity of its DICOM source."""
+    if any(str(meta.get(k) or "").strip() for k in ("PatientName", "PatientID")):
+        import warnings
+
+        warnings.warn(" — ".join(IDENTIFIED), IdentityWarning, stacklevel=3)
+
+
 def write_volume(
     vol: Volume,
     path: str | Path,
@@ -190,6 +203,9 @@ def write_volume(
         return write_itk(vol, path, overwrite=overwrite)
     if fmt == "dicom":
         from .dicom_write import write_dicom
+
+        if not anonymize:
+            _warn_identified(meta)
 
         return write_dicom(vol, path, overwrite=overwrite, source_meta=meta, description=description,
                            anonymize=anonymize, derivation=derivation)

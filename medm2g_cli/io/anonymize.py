@@ -14,6 +14,11 @@ What :func:`anonymize_dataset` does to a dataset (recursively, sequences include
   source UID maps to the same new UID across all files of a run (series stay series, a std map stays in
   its study), while the original cannot be recovered. Class UIDs (SOP Class, Transfer Syntax, coding
   schemes) are kept.
+- **C (cleaned, Clean Descriptors Option)**: free-text descriptors are replaced by fixed text that
+  cannot carry identity — SeriesDescription by ``SYNTHETIC - not for diagnosis`` (or ``DERIVED``
+  for an image not marked synthetic), DerivationDescription by ``medm2g <version>``; the other
+  free-text descriptors (image, frame and acquisition comments, content and protocol descriptions,
+  labels) are removed.
 - PatientIdentityRemoved = YES, DeidentificationMethod and its code sequence (DCM 113100 Basic
   Profile, 113105 Clean Descriptors) and LongitudinalTemporalInformationModified = REMOVED are set.
 
@@ -62,6 +67,14 @@ _REMOVE = (
     "OrderEntererLocation", "OrderCallbackPhoneNumber", "DigitalSignaturesSequence", "OriginalAttributesSequence",
 )
 
+# Clean Descriptors Option: free text that may carry names (file names, MRNs typed by an operator).
+_CLEAN_REMOVE = (
+    "AcquisitionDeviceProcessingDescription", "ContentDescription", "ContentLabel", "ContentCreatorName",
+    "FrameComments", "LabelText", "SeriesDescriptionCodeSequence", "ImagePresentationComments",
+    "DischargeDiagnosisDescription", "ScheduledProcedureStepDescription",
+    "CommentsOnThePerformedProcedureStep", "ReasonForTheRequestedProcedure", "RequestedProcedureComments",
+)
+
 # UIDs that name a class or a scheme, not an instance: never remapped.
 _CLASS_UIDS = {"SOPClassUID", "MediaStorageSOPClassUID", "TransferSyntaxUID", "ImplementationClassUID",
                "ReferencedSOPClassUID", "ReferencedSOPClassUIDInFile", "RelatedGeneralSOPClassUID",
@@ -101,7 +114,7 @@ def anonymize_dataset(ds: Any, *, salt: str | None = None) -> Any:
             elem.value = _DUMMY[kw]
         elif kw in _EMPTY:
             elem.value = ""
-        elif kw in _REMOVE or elem.tag.group & 0xFF00 in (0x5000, 0x6000):
+        elif kw in _REMOVE or kw in _CLEAN_REMOVE or elem.tag.group & 0xFF00 in (0x5000, 0x6000):
             # curves (50xx) and overlays (60xx) can carry burned-in identity; 5200 (functional
             # groups of multi-frame objects such as a Parametric Map) and 54xx/56xx are image data
             del parent[elem.tag]
@@ -118,6 +131,7 @@ def anonymize_dataset(ds: Any, *, salt: str | None = None) -> Any:
             new_uid(fm.MediaStorageSOPInstanceUID, salt)
     for kw, value in _DUMMY.items():
         setattr(ds, kw, value)
+    _clean_descriptors(ds)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = PROFILE
     codes = []
@@ -129,6 +143,17 @@ def anonymize_dataset(ds: Any, *, salt: str | None = None) -> Any:
     ds.DeidentificationMethodCodeSequence = codes
     ds.LongitudinalTemporalInformationModified = "REMOVED"
     return ds
+
+
+def _clean_descriptors(ds: Any) -> None:
+    """Replace the descriptions that stay (the IOD or a reader needs them) by fixed text."""
+    from .. import __version__
+
+    if "SeriesDescription" in ds:
+        synthetic = str(ds.get("SyntheticData", "")).upper() == "YES"
+        ds.SeriesDescription = "SYNTHETIC - not for diagnosis" if synthetic else "DERIVED"
+    if "DerivationDescription" in ds:
+        ds.DerivationDescription = f"medm2g {__version__}"
 
 
 def anonymize_series(datasets: Iterable[Any], *, salt: str | None = None) -> list[Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DicomSeriesError, GeometryError, InputError
+from .limits import check_dicom, check_zip, extract_member
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS (its own inverse)
@@ -90,22 +91,22 @@ class SeriesInfo:
 
 @contextlib.contextmanager
 def dicom_source(path: str | Path) -> Iterator[Path]:
-    """Yield a folder or file to scan: a zip is extracted into a temporary folder first."""
+    """Yield a folder or file to scan: a zip is extracted into a private temporary folder first
+    (checked against :mod:`.limits` before anything is extracted; always removed afterwards)."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".zip":
         try:
             zf = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
             raise InputError(f"'{path.name}' is not a valid zip file", "re-create the zip of the DICOM series") from exc
-        with zf, tempfile.TemporaryDirectory(prefix="medm2g-zip-") as tmp:
+        with zf, tempfile.TemporaryDirectory(prefix="medm2g-zip-") as tmp:  # mkdtemp: private (0700)
             root = Path(tmp).resolve()
-            for i, info in enumerate(zf.infolist()):
-                if info.is_dir():
-                    continue
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            check_zip(path.name, members)  # count, total size and ratio, before extracting anything
+            for i, info in enumerate(members):
                 # Never trust member names (zip-slip): flatten to an index-based name.
-                dest = root / f"{i:06d}_{Path(info.filename).name}"
-                with zf.open(info) as src, open(dest, "wb") as dst:
-                    dst.write(src.read())
+                dest = root / f"{i:06d}_{Path(info.filename).name[:100]}"
+                extract_member(zf, info, dest, path.name)  # bounded by the size check_zip accepted
             yield root
     else:
         yield path
@@ -221,6 +222,7 @@ def _pixels(path: Path) -> tuple[Any, np.ndarray]:
                          "the file is corrupt or truncated; re-export the series") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError(f"DICOM '{path.name}' has no pixel data", "export the series with its images, not only headers")
+    check_dicom(path.name, ds)  # before the decoder allocates
     try:
         px = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - missing decoder plugins raise RuntimeError/NotImplementedError
@@ -344,6 +346,7 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
             iop = None
         ds0 = _read_header(kept[0][0]) or kept[0][1]  # the scan kept only per-slice tags
         frames = int(ds0.get("NumberOfFrames", 1) or 1)
+        check_dicom(path.name, ds0, len(kept))  # the whole series, before any decoding
         row_sp, col_sp = _pixel_spacing(ds0)
         if iop is None:
             iop = np.array([1.0, 0, 0, 0, 1.0, 0])

@@ -64,12 +64,25 @@ def sitk_to_volume(img: Any, modality: str | None = None, meta: dict[str, Any] |
 
 
 def read_itk(path: str | Path, *, modality: str | None = None) -> Volume:
-    """Read .mha/.mhd/.nrrd/.nhdr with SimpleITK."""
+    """Read .mha/.mhd/.nrrd/.nhdr with SimpleITK.
+
+    The header is checked before ITK allocates anything: its data file must be the file itself or a
+    file next to it (never a path elsewhere on the machine), and the declared size must fit both
+    that data and the limits of :mod:`.limits`.
+    """
     import SimpleITK as sitk  # noqa: N813
+
+    from .itk_header import check_itk_header
 
     path = Path(path)
     try:
-        img = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        # Force the reader the suffix names: ITK would otherwise pick one by content, so a ".nrrd"
+        # holding a MetaImage header would escape the NRRD checks.
+        reader.SetImageIO("NrrdImageIO" if path.suffix.lower() in (".nrrd", ".nhdr") else "MetaImageIO")
+        check_itk_header(path, reader)
+        img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"cannot read '{path.name}': {' '.join(str(exc).split())[-160:]}",
                          "the file is corrupt or its data file is missing") from exc

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
+from .limits import MAX_DEFLATE_RATIO, check_voxels
 from .volume import Volume
 
 # On-disk dtypes we write as-is; anything else (float64, int64, bool ...) is converted explicitly.
@@ -37,7 +38,7 @@ def read_nifti(path: str | Path, *, modality: str | None = None, volume_index: i
         # (Nifti2Image is a subclass), whose header/dataobj/affine we use below.
         img = cast(nib.Nifti1Image, nib.load(str(path)))
         hdr = img.header
-        _check_size(path, img)
+        check_nifti_size(path, img)
         # Keep integer data integer unless the header scales it (then float32, like get_fdata).
         slope, inter = hdr.get_slope_inter()
         scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
@@ -99,26 +100,25 @@ def _xyzt_units(hdr: Any) -> tuple[str, str]:
         return ("unknown", "unknown")
 
 
-# deflate cannot expand data more than ~1032:1, so a .nii.gz promising more voxel bytes than that is corrupt.
-_MAX_DEFLATE_RATIO = 1032
-
-
-def _check_size(path: Path, img: Any) -> None:
+def check_nifti_size(path: Path, img: Any) -> None:
     """Refuse headers that cannot describe this file (empty axes, or more voxel bytes than the file can
     hold): a corrupt or hostile header must not make us allocate terabytes (memory bomb)."""
     shape = tuple(int(s) for s in img.shape)
     if not shape or any(s <= 0 for s in shape):
         raise InputError(f"'{path.name}' has an empty axis (shape {shape})", "the header is corrupt; re-export the file")
-    need = int(np.prod(np.array(shape, dtype=object))) * img.header.get_data_dtype().itemsize
+    itemsize = img.header.get_data_dtype().itemsize
+    need = int(np.prod(np.array(shape, dtype=object))) * itemsize
     size = path.stat().st_size
     compressed = path.name.lower().endswith(".gz")
-    have = size * _MAX_DEFLATE_RATIO if compressed else size - int(img.header["vox_offset"])
+    have = size * MAX_DEFLATE_RATIO if compressed else size - int(img.header["vox_offset"])
     if need > have:
         raise InputError(
             f"'{path.name}' claims {'x'.join(map(str, shape))} voxels ({need / 2**30:.3g} GiB) but the file is "
             f"only {size} bytes",
             "the header is corrupt or the file is truncated; re-export it",
         )
+    # A .gz may legitimately expand ~1000x, which alone would still allow terabytes: an absolute cap too.
+    check_voxels(path.name, shape, itemsize)
 
 
 def _disk_dtype(arr: np.ndarray) -> np.dtype:

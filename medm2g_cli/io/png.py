@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import FormatError, GeometryError, InputError
 from .atomic import atomic_dir, atomic_path
+from .limits import HINT, check_voxels, max_voxels
 from .orientation import AXES, to_canonical
 from .volume import Volume
 
@@ -27,15 +28,47 @@ PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIDECAR = "slices.json"
 
 
+def open_picture(path: str | Path) -> Any:
+    """``PIL.Image.open`` under medm2g's one size limit (:mod:`.limits`), for every picture reader.
+
+    The size comes from the file's header and is checked before any pixel is decoded (and before
+    any RGB/palette conversion copies them); Pillow's own decompression-bomb guard is set to the same
+    limit and its error or warning becomes :class:`InputError`. Use as ``with open_picture(p) as im``.
+    Other failures (not an image, truncated) raise as from ``Image.open``.
+    """
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    cap = max_voxels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, cap
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"'{path.name}' declares more pixels than the limit of {cap:,}", HINT) from exc
+    try:
+        check_voxels(path.name, (im.width, im.height, len(im.getbands())))
+    except InputError:
+        im.close()
+        raise
+    return im
+
+
 def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
     """Read a PNG/JPEG (8- or 16-bit greyscale). RGB/palette images are converted to luminance
     with a note in ``meta['notes']``; colour content that is not grey is refused."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     notes: list[str] = []
     try:
-        with Image.open(path) as im:
+        with open_picture(path) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L"):
@@ -49,9 +82,7 @@ def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
             elif mode == "F":
                 px = np.asarray(im, dtype=np.float32)
             elif mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
-                rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
-                spread = int(np.max(np.abs(rgb - rgb.mean(axis=2, keepdims=True)))) if rgb.size else 0
-                if spread > 8:
+                if _colour_spread(im.convert("RGB")) > 8:
                     raise FormatError(
                         f"'{path.name}' is a colour {mode} image",
                         "medm2g reads greyscale radiographs; export it as an 8- or 16-bit greyscale PNG")
@@ -65,6 +96,22 @@ def read_picture(path: str | Path, *, modality: str | None = None) -> Volume:
     arr = np.ascontiguousarray(px.T[:, :, None])
     return Volume(arr, LPS @ np.eye(4), modality, {"format": "picture", "path": str(path), "notes": notes,
                                                    "bits": 16 if px.dtype == np.uint16 else 8})
+
+
+def _colour_spread(rgb_image: Any) -> int:
+    """Largest distance of a channel from the pixel's grey mean, rounded down (0 for grey images).
+
+    Computed as ``|3c - (r+g+b)| // 3`` in int16, so a large picture costs 2 bytes per pixel per
+    temporary instead of float64 copies of the whole RGB array.
+    """
+    rgb = np.asarray(rgb_image, dtype=np.uint8)
+    if not rgb.size:
+        return 0
+    total = rgb.sum(axis=2, dtype=np.int16)
+    worst = 0
+    for c in range(3):
+        worst = max(worst, int(np.abs(3 * rgb[:, :, c].astype(np.int16) - total).max()))
+    return worst // 3
 
 
 def _quantise(plane: np.ndarray, window: tuple[float, float], bits: int) -> np.ndarray:
@@ -169,9 +216,11 @@ def read_png_folder(folder: str | Path, *, reference: Volume | None, modality: s
         raise InputError(f"unknown axis '{axis}'", f"use one of: {', '.join(AXES)}")
     canon_ref, undo = to_canonical(reference)
     ax = AXES[axis]
-    planes = []
+    planes: list[np.ndarray] = []
     for f in files:
         pic = read_picture(f).array[:, :, 0].T  # (rows, cols) as stored
+        if not planes:
+            check_voxels(folder.name, (*pic.shape, len(files)))  # the whole stack, before reading it
         planes.append(pic.T[::-1, ::-1])
     expect = list(canon_ref.array.shape)
     got_plane = planes[0].shape

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import DicomSeriesError, FormatError, InputError
 from . import infer_format, read_volume, write_volume
 from .atomic import atomic_path, check_output
@@ -118,8 +119,9 @@ def convert(
             else resolve_window("auto", vol.array, vol.modality)
     source_meta = dict(vol.meta) if vol.meta.get("format") == "dicom" else None
     write_ref = ref_vol if (ref_vol is not None and not _is_picture_folder(src)) else None
+    # Provenance is the software and the operation, never the input's name (often SURNAME_MRN.nii.gz).
     write_volume(vol, dst, format=fmt, overwrite=overwrite, reference=write_ref, source_meta=source_meta,
-                 description=f"converted from {src.name} by medm2g", window=win, bits=bits, axis=axis,
+                 description=f"converted by medm2g {__version__}", window=win, bits=bits, axis=axis,
                  anonymize=anonymize)
     out = describe(vol)
     out.update({"input": str(src), "output": str(dst), "input_format": out.pop("format"), "format": fmt})
@@ -141,8 +143,11 @@ def register_files(
     moving_series: str | None = None,
     iterations: int = 200,
     overwrite: bool = False,
+    anonymize: bool = False,
 ) -> dict[str, Any]:
-    """Register MOVING to FIXED, write the resampled moving image on the fixed grid (and the transform)."""
+    """Register MOVING to FIXED, write the resampled moving image on the fixed grid (and the transform).
+
+    ``anonymize`` de-identifies a DICOM output (PS3.15 Basic Profile, clean descriptors)."""
     import SimpleITK as sitk  # noqa: N813
 
     from .registration import TRANSFORMS, register
@@ -171,7 +176,7 @@ def register_files(
             sitk.WriteTransform(res.transform, str(tmp))
     write_volume(res.resampled, output, overwrite=overwrite, reference=f,
                  source_meta=dict(f.meta) if f.meta.get("format") == "dicom" else None,
-                 description=f"{m.meta.get('path', 'moving')} registered ({transform}) by medm2g")
+                 description=f"registered ({transform}, Mattes MI) by medm2g {__version__}", anonymize=anonymize)
     return {"fixed": str(fixed), "moving": str(moving), "output": str(output), "transform": transform,
             "metric": res.metric, "metric_name": "Mattes mutual information", "iterations": res.iterations,
             "stop_condition": res.stop_condition,

@@ -280,10 +280,10 @@ def load_picture(path: Path) -> tuple[np.ndarray, str]:
     FID implementation's folder reader does). 16-bit grey images: ``/65535``, replicated. Both sets
     must use the same rule; :func:`compute_fid` checks that.
     """
-    from PIL import Image
+    from ..io.png import open_picture
 
     try:
-        with Image.open(path) as im:
+        with open_picture(path) as im:  # medm2g's size limit; a decompression bomb is an InputError
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = np.asarray(im, dtype=np.float32) / 65535.0
                 return np.repeat(np.clip(a, 0, 1)[None], 3, axis=0), "16-bit/65535"

@@ -160,7 +160,11 @@ def read_slices(path: Path) -> np.ndarray:
         if low.endswith((".nii", ".nii.gz")):
             import nibabel as nib
 
-            img = nib.as_closest_canonical(nib.load(str(path)))
+            from ..io.nifti import check_nifti_size
+
+            loaded = nib.load(str(path))
+            check_nifti_size(path, loaded)  # a hostile header must not make us allocate terabytes
+            img = nib.as_closest_canonical(loaded)
             a = np.asarray(img.dataobj, dtype=np.float64)
             if a.ndim == 4 and a.shape[3] == 1:
                 a = a[..., 0]
@@ -170,13 +174,12 @@ def read_slices(path: Path) -> np.ndarray:
                 raise FormatError(f"'{path.name}' has {a.ndim} dimensions", "evaluate 2-D or 3-D images")
             return np.moveaxis(a, 2, 0)
         if low.endswith((".mha", ".mhd", ".nrrd")):
-            import SimpleITK as sitk
+            from ..io.itk import read_itk  # data file and size checked before ITK allocates
 
-            a = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float64)
-            return a[None] if a.ndim == 2 else a
-        from PIL import Image
+            return np.asarray(read_itk(path).array, dtype=np.float64).transpose(2, 1, 0)  # (z, y, x), as ITK stores it
+        from ..io.png import open_picture
 
-        with Image.open(path) as im:
+        with open_picture(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 a = np.asarray(im, dtype=np.float64)
             else:

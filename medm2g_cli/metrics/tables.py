@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..safetext import csv_cell
 from .published import PublishedRow, published_for
 
 # metric key -> (column label, decimals)
@@ -119,7 +120,8 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(r)
+        # Ids and report text come from the data: neutralise cells a spreadsheet would run as formulas.
+        w.writerow({k: csv_cell(v) for k, v in r.items()})
     return buf.getvalue()
 
 

@@ -38,10 +38,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError, OutputError
-from ..io.atomic import atomic_dir, atomic_path
+from ..io.atomic import atomic_path
+from .checkpoints import TRAINER_STATE, load_checkpoint, save_checkpoint
+from .checkpoints import prepare_resume as prepare_resume  # part of loop's interface (runner, tests)
 
 CHECKPOINT_PREFIX = "checkpoint-"
-TRAINER_STATE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -408,14 +409,13 @@ def run_phase(
             optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
         )
     optimizer = accelerator.prepare(optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    if plateau is not None:
-        accelerator.register_for_checkpointing(plateau)
+    # Not registered with accelerate (its custom-object loader unpickles): see training/checkpoints.py.
+    schedulers = [scheduler] + ([plateau] if plateau is not None else [])
     ema = EMA(params, cfg.ema_decay) if cfg.ema else None
 
     start = 0
     if resume_from is not None:
-        start = _load_checkpoint(resume_from, accelerator, module, ema, job.name, global_offset)
+        start = load_checkpoint(resume_from, accelerator, module, ema, job.name, schedulers)
 
     rank, world = accelerator.process_index, accelerator.num_processes
     sampler = StepBatchSampler(
@@ -502,7 +502,8 @@ def run_phase(
         # in the next phase does not redo this one.
         if periodic or (checkpoint_at_end and cfg.checkpoint_every and step == cfg.steps):
             save_checkpoint(run_dir, global_offset + step, job, accelerator, ema,
-                            {"phase": job.name, "phase_step": step, **(extra_state or {})}, cfg.keep_checkpoints)
+                            {"phase": job.name, "phase_step": step, **(extra_state or {})}, cfg.keep_checkpoints,
+                            schedulers)
     result.seconds = time.perf_counter() - t0
     result.samples_per_s = seen / max(result.seconds, 1e-9)
     result.steps = step
@@ -573,84 +574,7 @@ def _tensorboard(run_dir: Path, cfg: LoopConfig) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def save_checkpoint(
-    run_dir: Path, global_step: int, job: TrainJob, accelerator: Any, ema: EMA | None,
-    state: dict[str, Any], keep: int | None = None,
-) -> Path:
-    """Write ``run_dir/checkpoint-<global_step>/`` atomically (model folder + optimizer/RNG state)."""
-    from accelerate.utils import broadcast_object_list
-    from safetensors.torch import save_file, save_model
-
-    dest = run_dir / f"{CHECKPOINT_PREFIX}{global_step}"
-    cm = None
-    tmp_name: list[Any] = [None]
-    if accelerator.is_main_process:
-        cm = atomic_dir(dest, overwrite=True)
-        tmp_name = [str(cm.__enter__())]
-    if accelerator.num_processes > 1:
-        tmp_name = broadcast_object_list(tmp_name, from_process=0)
-    tmp = Path(tmp_name[0])
-    try:
-        # All processes: optimizer/scheduler/RNG (accelerate writes one RNG file per rank).
-        accelerator.save_state(str(tmp / "state"))
-        if accelerator.is_main_process:
-            save_model(job.module, str(tmp / "state" / "weights.safetensors"))
-            if ema is not None:
-                save_file(ema.state_dict(), str(tmp / "state" / "ema.safetensors"))
-            if ema is not None:
-                with ema.swapped():
-                    job.save_model(tmp / "model")
-            else:
-                job.save_model(tmp / "model")
-            (tmp / TRAINER_STATE).write_text(
-                json.dumps({"global_step": global_step, "data_position": {"step": state.get("phase_step")},
-                            **state}, indent=2),
-                encoding="utf-8",
-            )
-        accelerator.wait_for_everyone()
-    except BaseException as exc:
-        if cm is not None:
-            cm.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    if cm is not None:
-        cm.__exit__(None, None, None)
-        if keep:
-            for _, old in checkpoint_dirs(run_dir)[:-keep]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return dest
-
-
-def _load_checkpoint(ckpt: Path, accelerator: Any, module: torch.nn.Module, ema: EMA | None,
-                     phase: str, global_offset: int) -> int:
-    """Restore weights, optimizer, scheduler and RNG from ``ckpt``; return the phase step to resume at."""
-    from safetensors.torch import load_file, load_model
-
-    meta = json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))
-    if meta.get("phase") != phase:
-        raise ConfigError(f"checkpoint '{ckpt.name}' belongs to phase '{meta.get('phase')}', not '{phase}'",
-                          "resume with the same --stages/--flows as the original run")
-    load_model(module, str(ckpt / "state" / "weights.safetensors"), device=str(accelerator.device))
-    accelerator.load_state(str(ckpt / "state"))
-    if ema is not None:
-        ema_file = ckpt / "state" / "ema.safetensors"
-        if not ema_file.exists():
-            raise ConfigError(f"checkpoint '{ckpt.name}' has no EMA weights", "resume with the same --ema setting")
-        ema.load_state_dict(load_file(str(ema_file)))
-    return int(meta["phase_step"])
-
-
-def prepare_resume(run_dir: Path) -> tuple[Path | None, dict[str, Any] | None]:
-    """The last complete checkpoint and its trainer state; cleans up metrics written after it."""
-    ckpt = last_checkpoint(run_dir)
-    if ckpt is None:
-        return None, None
-    meta = json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))
-    _truncate_metrics(run_dir / METRICS_FILE, int(meta["global_step"]))
-    return ckpt, meta
+# Checkpoints (written, verified and loaded in training/checkpoints.py)
 
 
 def clean_partial(run_dir: Path) -> None:

@@ -377,8 +377,7 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
         resume_ckpt, resume_meta = loop_mod.prepare_resume(run_dir) if accelerator.is_main_process else (None, None)
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
-            resume_ckpt = loop_mod.last_checkpoint(run_dir)
-            resume_meta = json.loads((resume_ckpt / loop_mod.TRAINER_STATE).read_text()) if resume_ckpt else None
+            resume_ckpt, resume_meta = loop_mod.prepare_resume(run_dir, main=False)
     done = run_dir / "summary.json"
     if req.resume and done.exists() and (run_dir / "model").is_dir():
         # Nothing left to do: the run finished; report it instead of training again.

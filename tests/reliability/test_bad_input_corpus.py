@@ -527,7 +527,7 @@ CASES: list[Case] = [
     Case("dicom-bad-zip", "DICOM", "convert", dicom_bad_zip, "zip"),
     Case("dicom-folder-without-images", "DICOM", "convert", dicom_empty_folder, "no dicom images"),
     Case("dicom-ct-for-mri", "wrong modality", "translate", dicom_ct_for_mri, "ct"),
-    Case("dicom-absurd-rows", "absurd header", "convert", dicom_absurd_rows, "pixel data"),
+    Case("dicom-absurd-rows", "absurd header", "convert", dicom_absurd_rows, "more than the limit"),
     Case("png-rgb-colour", "pictures", "report", png_rgb, "colour"),
     Case("png-palette-colour", "pictures", "report", png_palette, "colour"),
     Case("png-truncated", "pictures", "report", png_truncated, "cxr_rgb.png"),
