@@ -392,8 +392,8 @@ def synthesize(
     if samples < 1:
         raise ConfigError(f"--samples {samples} is not positive", "use 1 or more")
     sess = Session.open(settings, names + [tgt], log)
-    _check_outputs([out] + ([sibling(out, "std")] if samples > 1 else [])
-                   + ([sibling(out, "preview", ".png")] if preview else []), overwrite)
+    check_separate([*case_paths(out, samples, preview), sibling(out, "run", ".json")], [p for _, p, _ in inputs])
+    _check_outputs(case_paths(out, samples, preview), overwrite)
     vols = []
     for name, path, _ in inputs:
         v = _read(path)

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import DicomSeriesError, FormatError, InputError
 from . import infer_format, read_volume, write_volume
 from .atomic import atomic_path, check_output
+from .outputs import check_separate
 from .volume import Volume
 
 
@@ -104,6 +105,7 @@ def convert(
         raise FormatError(f"cannot tell the output format of '{dst.name}'",
                           "add a suffix (.nii.gz, .mha, .nrrd, .png) or pass --format nifti|dicom|mha|nrrd|png")
     check_output(dst, overwrite)
+    check_separate([dst], [src, *([reference] if reference is not None else [])])
     if bits not in (8, 16):
         raise InputError(f"--bits {bits} is not supported", "use 8 or 16")
     ref_vol = read_volume(reference, modality=modality) if reference is not None else None
@@ -157,6 +159,7 @@ def register_files(
 
         raise ConfigError(f"unknown transform '{transform}'", f"use one of: {', '.join(TRANSFORMS)}")
     check_output(output, overwrite)
+    check_separate([output, *([save_transform] if save_transform is not None else [])], [fixed, moving])
     if save_transform is not None:
         check_output(save_transform, overwrite)
         if Path(save_transform).suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
