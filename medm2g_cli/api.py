@@ -562,7 +562,7 @@ def report_images(
         raise InputError("no images given", "pass one or more PNG/JPEG/DICOM chest X-rays")
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
-        check_output(out, overwrite)
+        check_output(out, overwrite, inputs=paths)
     images = []
     for p in paths:
         vol = _read(Path(p), modality="xray")

@@ -14,20 +14,23 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import OutputError, OutputExistsError
-from .outputs import check_replaceable, publish, write_marker
+from .outputs import check_replaceable, check_separate, publish, write_marker
 
 
-def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_output(path: str | os.PathLike[str], overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """Validate an output path before any work is done.
 
     Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false, and
-    :class:`OutputError` if its parent folder is missing or not writable.
+    :class:`OutputError` if it is, contains or lies inside one of ``inputs``, if it is a folder
+    medm2g did not write (with ``overwrite``), or if its parent folder is missing or not writable.
     """
     p = Path(path)
+    check_separate([p], inputs)
     if p.exists() and not overwrite:
         raise OutputExistsError(f"output '{p}' already exists", "pass --overwrite to replace it")
     if p.exists():

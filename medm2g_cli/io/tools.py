@@ -10,7 +10,6 @@ import numpy as np
 from ..errors import DicomSeriesError, FormatError, InputError
 from . import infer_format, read_volume, write_volume
 from .atomic import atomic_path, check_output
-from .outputs import check_separate
 from .volume import Volume
 
 
@@ -104,8 +103,7 @@ def convert(
     if fmt is None:
         raise FormatError(f"cannot tell the output format of '{dst.name}'",
                           "add a suffix (.nii.gz, .mha, .nrrd, .png) or pass --format nifti|dicom|mha|nrrd|png")
-    check_output(dst, overwrite)
-    check_separate([dst], [src, *([reference] if reference is not None else [])])
+    check_output(dst, overwrite, inputs=[src, *([reference] if reference is not None else [])])
     if bits not in (8, 16):
         raise InputError(f"--bits {bits} is not supported", "use 8 or 16")
     ref_vol = read_volume(reference, modality=modality) if reference is not None else None
@@ -158,10 +156,9 @@ def register_files(
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown transform '{transform}'", f"use one of: {', '.join(TRANSFORMS)}")
-    check_output(output, overwrite)
-    check_separate([output, *([save_transform] if save_transform is not None else [])], [fixed, moving])
+    check_output(output, overwrite, inputs=[fixed, moving])
     if save_transform is not None:
-        check_output(save_transform, overwrite)
+        check_output(save_transform, overwrite, inputs=[fixed, moving])
         if Path(save_transform).suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
             raise FormatError(f"cannot write a transform to '{Path(save_transform).name}'",
                               "use a .tfm, .txt, .h5 or .mat name for --save-transform")
