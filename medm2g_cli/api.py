@@ -241,8 +241,9 @@ def translate_path(
             raise OutputError(f"output '{out}' exists and is not a folder", "choose another -o")
         if not out.parent.exists():
             raise OutputError(f"output folder '{out.parent}' does not exist", "create it first")
-        out.mkdir(exist_ok=True)
-        write_marker(out)
+        if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
+            out.mkdir()
+            write_marker(out)
         skipped = [c for c in todo if resume and c.out.exists()]
         todo = [c for c in todo if not (resume and c.out.exists())]
         report_path = out / ("run_report.json" if num_parts == 1 else f"run_report_part{part_id}.json")

@@ -84,7 +84,11 @@ def check_separate(outputs: Iterable[str | os.PathLike[str]], inputs: Iterable[s
 
 def write_marker(folder: str | os.PathLike[str]) -> None:
     """Mark ``folder`` as a medm2g output (idempotent; never follows a planted symlink)."""
-    fd = os.open(Path(folder) / MARKER, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        fd = os.open(Path(folder) / MARKER, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:  # a planted symlink (ELOOP), a read-only folder
+        raise OutputError(f"cannot write '{Path(folder) / MARKER}': {exc.strerror or exc}",
+                          "choose a writable -o that medm2g may use") from exc
     try:
         if os.fstat(fd).st_size != len(MARKER_TEXT):
             os.ftruncate(fd, 0)

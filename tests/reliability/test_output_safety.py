@@ -189,6 +189,8 @@ def test_a_batch_that_fails_midway_keeps_the_report_of_finished_cases(tmp_path: 
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     cases, out = tmp_path / "cases", tmp_path / "out"
     cases.mkdir()
+    out.mkdir()  # the user's own folder: outputs go in, but it must not become "medm2g's" (replaceable)
+    (out / "notes.txt").write_text("mine")
     nifti(cases / "a.nii.gz", mri_volume())
     (cases / "b.nii.gz").write_bytes(b"\x1f\x8b not really gzip")  # listed as a case, fails when read
     code = _cli(["translate", "t1-t2", str(cases), "-o", str(out), "--weights", str(rel_weights), "--steps", "2",
@@ -197,3 +199,4 @@ def test_a_batch_that_fails_midway_keeps_the_report_of_finished_cases(tmp_path: 
     rep = json.loads((out / "run_report.json").read_text())
     assert [Path(c["input"]).name for c in rep["cases"]] == ["a.nii.gz"]
     assert (out / "a.nii.gz").is_file() and "b.nii.gz" in rep["error"]
+    assert not (out / ".medm2g").exists() and (out / "notes.txt").read_text() == "mine"
