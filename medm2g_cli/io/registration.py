@@ -16,8 +16,9 @@ from .itk import sitk_to_volume, volume_to_sitk
 from .volume import Volume
 
 TRANSFORMS: tuple[str, ...] = ("rigid", "affine", "bspline")
-# The Mattes metric sums per-thread partial histograms, whose order varies from run to run with more
-# than one thread: one thread makes the result byte-reproducible (parallelism comes from --workers).
+# With more than one thread the Mattes metric's per-thread partial sums (and so the result) vary from run
+# to run, with either ITK threader and a fixed thread count: one thread makes registration reproducible
+# (prepare gets its parallelism from --workers, one subject per process).
 REGISTRATION_THREADS = 1
 
 
