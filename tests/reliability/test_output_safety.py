@@ -200,3 +200,13 @@ def test_a_batch_that_fails_midway_keeps_the_report_of_finished_cases(tmp_path: 
     assert [Path(c["input"]).name for c in rep["cases"]] == ["a.nii.gz"]
     assert (out / "a.nii.gz").is_file() and "b.nii.gz" in rep["error"]
     assert not (out / ".medm2g").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_medm2g_folders_and_empty_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t1 = nifti(tmp_path / "t1.nii.gz", mri_volume())
+    series, empty = tmp_path / "series", tmp_path / "empty"
+    empty.mkdir()
+    for out in (series, series, empty):  # written, then replaced (it carries the marker); an empty folder
+        argv = ["convert", str(t1), str(out), "--format", "dicom", "--modality", "mri", "--overwrite"]
+        assert _cli(argv) == 0, capsys.readouterr().err
+        assert (out / ".medm2g").is_file() and len(list(out.glob("*.dcm"))) == mri_volume().shape[2]
