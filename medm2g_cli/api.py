@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from typing import Any, cast
 import numpy as np
 
 from . import __version__, modalities
-from .errors import ConfigError, InputError, OutputError
-from .inference.provenance import VOLUME_SUFFIXES, run_report, sibling, split_name, write_json
+from .errors import ConfigError, InputError, MedM2GError, OutputError
+from .inference.batch import case_output, case_paths, check_case_outputs, list_cases, shard
+from .inference.provenance import run_report, sibling, split_name, write_json
 from .inference.runtime import (
     InferenceSettings,
     Log,
@@ -38,12 +40,12 @@ from .inference.runtime import (
     weights_hash,
 )
 from .io.atomic import atomic_dir, check_output
+from .io.outputs import check_separate, write_marker
 from .io.volume import Volume
 
 Progress = Callable[[int, int], None]
 
 OUTPUT_FORMATS = ("nifti", "dicom", "mha", "nrrd")
-_FORMAT_SUFFIX = {"nifti": ".nii.gz", "dicom": "", "mha": ".mha", "nrrd": ".nrrd"}
 
 
 def _nolog(_: str) -> None:
@@ -180,57 +182,6 @@ class _Case:
     out: Path
 
 
-def _is_volume_file(p: Path) -> bool:
-    return p.is_file() and (split_name(p)[1].lower() in VOLUME_SUFFIXES + (".zip", ".dcm"))
-
-
-def list_cases(inp: Path) -> list[Path] | None:
-    """The cases of a batch input (a folder holding volume files, or a .txt list of paths), sorted;
-    None for a single case (a volume file, a DICOM folder or zip)."""
-    if not inp.exists():
-        raise InputError(f"input '{inp}' does not exist", "check the path")
-    if inp.is_file() and inp.suffix.lower() == ".txt":
-        try:
-            lines = [ln.strip() for ln in inp.read_text(encoding="utf-8").splitlines()]
-        except UnicodeDecodeError as exc:
-            raise InputError(f"list file '{inp}' is not UTF-8 text", "write one path per line as UTF-8") from exc
-        paths = [Path(ln) if Path(ln).is_absolute() else (inp.parent / ln) for ln in lines
-                 if ln and not ln.startswith("#")]
-        if not paths:
-            raise InputError(f"list file '{inp}' names no inputs", "put one path per line")
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise InputError(f"list file '{inp}' names missing inputs: {', '.join(missing[:3])}",
-                             "fix or remove those lines")
-        return paths
-    if inp.is_dir():
-        entries = sorted(inp.iterdir())
-        files = [p for p in entries if _is_volume_file(p) and split_name(p)[1].lower() != ".dcm"]
-        if files:
-            subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-            return sorted(files + subdirs)
-    return None
-
-
-def _case_output(inp: Path, out_dir: Path, fmt: str | None) -> Path:
-    stem, suf = split_name(inp)
-    if fmt:
-        return out_dir / (stem + _FORMAT_SUFFIX[output_format(Path("x"), fmt)])
-    if inp.is_dir() or suf.lower() in (".zip", ".dcm"):
-        return out_dir / stem  # DICOM in, DICOM series folder out
-    if suf.lower() == ".mhd":
-        return out_dir / (stem + ".mha")
-    return out_dir / inp.name
-
-
-def shard(cases: Sequence[Path], num_parts: int, part_id: int) -> list[Path]:
-    """Cases of part ``part_id`` of ``num_parts`` (round robin over the sorted list)."""
-    if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise ConfigError(f"--part-id {part_id} is not in 0..{num_parts - 1}",
-                          "use --num-parts N with --part-id 0..N-1")
-    return list(cases[part_id::num_parts])
-
-
 def translate_path(
     direction: str,
     inp: Path,
@@ -273,12 +224,18 @@ def translate_path(
         if split_name(out)[1]:
             raise OutputError(f"'{inp}' holds several cases, so OUT must be a folder, not '{out.name}'",
                               "give a folder name with -o")
-        todo = [_Case(p, _case_output(p, out, fmt)) for p in shard(cases or [], num_parts, part_id)]
+        norm = output_format(Path("x"), fmt) if fmt else None
+        planned = [_Case(p, case_output(p, out, norm)) for p in cases or []]
+        # all cases, not only this shard: duplicate or input-equal outputs stop here, before any model work
+        check_case_outputs([(c.inp, case_paths(c.out, samples, preview)) for c in planned], [inp, *(cases or [])])
+        todo = shard(planned, num_parts, part_id)
         if out.exists() and not out.is_dir():
             raise OutputError(f"output '{out}' exists and is not a folder", "choose another -o")
         if not out.parent.exists():
             raise OutputError(f"output folder '{out.parent}' does not exist", "create it first")
-        out.mkdir(exist_ok=True)
+        if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
+            out.mkdir()
+            write_marker(out)
         skipped = [c for c in todo if resume and c.out.exists()]
         todo = [c for c in todo if not (resume and c.out.exists())]
         report_path = out / ("run_report.json" if num_parts == 1 else f"run_report_part{part_id}.json")
@@ -289,12 +246,11 @@ def translate_path(
         if resume and out.exists():
             skipped, todo = todo, []
         report_path = sibling(out, "run", ".json")
+        check_separate(case_paths(out, samples, preview) + [report_path], [inp])
     # Every output this run will write must be free (or --overwrite) before any model work.
     for c in todo:
         output_format(c.out, fmt)  # an unknown --format or suffix stops here, before any work
-        paths = [c.out] + ([sibling(c.out, "std")] if samples > 1 else []) + \
-                ([sibling(c.out, "preview", ".png")] if preview else [])
-        _check_outputs(paths, overwrite)
+        _check_outputs(case_paths(c.out, samples, preview), overwrite)
     if not batch and todo:
         check_output(report_path, overwrite=True)
     results: list[dict[str, Any]] = []
@@ -307,26 +263,36 @@ def translate_path(
         # stop here, before the model).
         first_vol = _read(inp, series=series)
         check_modality(first_vol, src)
-    for i, case in enumerate(todo):
-        vol = first_vol if (i == 0 and first_vol is not None) else _read(case.inp, series=series)
-        check_modality(vol, src, label=f"input '{case.inp.name}'")
-        case_out = _translate_one(sess, vol, [src], [1.0], tgt, case.out, fmt, samples=samples, axis=axis,
-                                  preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
-        results.append({"input": str(case.inp), **case_out})
-        inputs.append(case.inp)
-        outputs += [Path(p) for p in case_out["files"]]
-        if batch:
-            log(f"{case.inp.name} -> {case.out} ({case_out['timings']['model_s']:.1f} s)")
-    sess.timings["total_s"] = round(time.perf_counter() - t_all, 4)
-    rep = sess.report("translate", inputs, outputs, {
-        "direction": direction, "source": src, "target": tgt, "samples": samples, "axis": axis,
-        "cases": results, "skipped": [str(c.inp) for c in skipped],
-        "shard": {"num_parts": num_parts, "part_id": part_id},
-    })
-    if todo:
-        write_json(rep, report_path)
-        rep["run_report"] = str(report_path)
-    return rep
+
+    def report(error: str | None = None) -> dict[str, Any]:
+        sess.timings["total_s"] = round(time.perf_counter() - t_all, 4)
+        rep = sess.report("translate", inputs, outputs, {
+            "direction": direction, "source": src, "target": tgt, "samples": samples, "axis": axis,
+            "cases": results, "skipped": [str(c.inp) for c in skipped],
+            "shard": {"num_parts": num_parts, "part_id": part_id}, **({"error": error} if error else {}),
+        })
+        if todo:
+            write_json(rep, report_path)
+            rep["run_report"] = str(report_path)
+        return rep
+
+    try:
+        for i, case in enumerate(todo):
+            vol = first_vol if (i == 0 and first_vol is not None) else _read(case.inp, series=series)
+            check_modality(vol, src, label=f"input '{case.inp.name}'")
+            case_out = _translate_one(sess, vol, [src], [1.0], tgt, case.out, fmt, samples=samples, axis=axis,
+                                      preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
+            results.append({"input": str(case.inp), **case_out})
+            inputs.append(case.inp)
+            outputs += [Path(p) for p in case_out["files"]]
+            if batch:
+                log(f"{case.inp.name} -> {case.out} ({case_out['timings']['model_s']:.1f} s)")
+    except BaseException as exc:
+        if results:  # a batch that fails midway keeps the record of the cases it finished
+            with contextlib.suppress(Exception):
+                report(exc.one_line() if isinstance(exc, MedM2GError) else type(exc).__name__)
+        raise
+    return report()
 
 
 def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequence[str], weights: Sequence[float],
@@ -426,8 +392,8 @@ def synthesize(
     if samples < 1:
         raise ConfigError(f"--samples {samples} is not positive", "use 1 or more")
     sess = Session.open(settings, names + [tgt], log)
-    _check_outputs([out] + ([sibling(out, "std")] if samples > 1 else [])
-                   + ([sibling(out, "preview", ".png")] if preview else []), overwrite)
+    check_separate([*case_paths(out, samples, preview), sibling(out, "run", ".json")], [p for _, p, _ in inputs])
+    _check_outputs(case_paths(out, samples, preview), overwrite)
     vols = []
     for name, path, _ in inputs:
         v = _read(path)
@@ -597,7 +563,7 @@ def report_images(
         raise InputError("no images given", "pass one or more PNG/JPEG/DICOM chest X-rays")
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
-        check_report_output(out, overwrite, len(paths))
+        check_report_output(out, overwrite, len(paths), inputs=paths)
     images, metas = [], []
     for p in paths:
         vol = _read(Path(p), modality="xray")

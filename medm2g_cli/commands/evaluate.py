@@ -137,7 +137,7 @@ def images(
     from ..metrics.protocols import evaluate_images
 
     if output is not None:
-        check_output(output, overwrite)
+        check_output(output, overwrite, inputs=[pred, ref])
     ev = evaluate_images(pred, ref, protocol=protocol, modality=modality.lower(), mask=mask.lower(),
                          hu_range=(float(hu_range[0]), float(hu_range[1])))
     _render(image_report(ev, dataset=dataset, task=task, setting=setting), json_out, output, overwrite)
@@ -161,7 +161,7 @@ def text(
     from ..metrics.text import evaluate_texts, read_jsonl
 
     if output is not None:
-        check_output(output, overwrite)
+        check_output(output, overwrite, inputs=[pred, ref])
     limit: Any = max_length.lower()
     if limit == "none":
         limit = None
@@ -195,7 +195,7 @@ def fid(
 
     resolve_fid_weights(fid_weights)
     if output is not None:
-        check_output(output, overwrite)
+        check_output(output, overwrite, inputs=[pred, ref])
     res = compute_fid(pred, ref, fid_weights, batch_size=batch_size, device=device)
     _render(fid_report(res, dataset=dataset, task=task), json_out, output, overwrite)
 

@@ -20,7 +20,7 @@ def prepare(
                                               show_default=False)] = None,
     slices: Annotated[int | None, typer.Option("--slices", help="Slices per subject for volume datasets (default: the paper's).",
                                                show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of seeded splits.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of seeded splits and of registration sampling (recorded in dataset.json).")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", help="Adapter option KEY=VALUE (repeatable), "
                                                      "e.g. official_split=true for chestxray14.", show_default=False)] = None,
     overwrite: Overwrite = False,

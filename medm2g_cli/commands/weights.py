@@ -185,7 +185,8 @@ def merge(
     from ..errors import ConfigError
     from ..io.atomic import check_output
 
-    check_output(output, overwrite)
+    sources = [p for p in (t.partition("=")[2].strip() for t in take) if p]
+    check_output(output, overwrite, inputs=[base, *sources])
     takes: dict[str, Path] = {}
     for t in take:
         comp, sep, path = t.partition("=")

@@ -37,6 +37,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
+from ..io.atomic import atomic_path
+from ..io.outputs import safe_component
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -82,16 +84,15 @@ def save_slice(root: str | Path, rel: str, arr: np.ndarray) -> str:
     a = np.clip(np.nan_to_num(np.asarray(arr, dtype=np.float32), nan=-1.0), -1.0, 1.0)
     if a.ndim != 2:
         raise DataError(f"a slice must be 2-D, got shape {a.shape}", "slice volumes before saving")
-    path = Path(root) / rel
+    path = safe_path(root, rel)  # before anything is written: data-derived names may not leave the folder
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    if rel.endswith(".npy"):
-        with open(tmp, "wb") as fh:
-            np.save(fh, a)
-    else:
-        u16 = np.round((a + 1.0) / 2.0 * 65535.0).astype(np.uint16)
-        Image.fromarray(u16).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if rel.endswith(".npy"):
+            with open(tmp, "wb") as fh:
+                np.save(fh, a)
+        else:
+            u16 = np.round((a + 1.0) / 2.0 * 65535.0).astype(np.uint16)
+            Image.fromarray(u16).save(tmp, format="PNG")
     return rel
 
 
@@ -208,9 +209,8 @@ def write_manifest(root: str | Path, info: dict[str, Any], samples: Sequence[dic
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # -- resumable per-subject parts ---------------------------------------------------------------------
@@ -218,8 +218,7 @@ def _atomic_text(path: Path, text: str) -> None:
 
 def part_path(root: str | Path, subject: str) -> Path:
     """Where the finished samples of one subject are kept while a prepare runs (for resume)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in subject)
-    return Path(root) / PARTS_DIR / f"{safe}.jsonl"
+    return Path(root) / PARTS_DIR / f"{safe_component(subject)}.jsonl"
 
 
 def save_part(root: str | Path, subject: str, samples: Iterable[dict[str, Any]]) -> None:

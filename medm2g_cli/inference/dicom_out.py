@@ -7,6 +7,7 @@ SR's observer device UID is derived from the same hash, so one model is one devi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,10 @@ def is_sr_output(out: Path) -> bool:
     return out.suffix.lower() == ".dcm"
 
 
-def check_report_output(out: Path, overwrite: bool, n_images: int) -> None:
+def check_report_output(out: Path, overwrite: bool, n_images: int, inputs: Sequence[str | Path] = ()) -> None:
     """``report -o``: writable, and one image for a ``.dcm`` (an SR holds the report of one X-ray),
     checked before any work."""
-    check_output(out, overwrite)
+    check_output(out, overwrite, inputs=inputs)
     if is_sr_output(out) and n_images != 1:
         raise ConfigError(f"-o '{out.name}' is one DICOM SR but {n_images} images were given",
                           "pass one image per .dcm report, or end -o with .json for several")

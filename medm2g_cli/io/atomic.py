@@ -1,8 +1,11 @@
 """Atomic, non-clobbering output writing.
 
 Every writer goes through :func:`atomic_path`: the data is written to a hidden temporary file in
-the destination folder and moved into place with ``os.replace`` only when complete, so an
-interrupted or failing run never leaves a partial output behind.
+the destination folder (an unpredictable ``mkstemp`` name, never a fixed one a planted symlink could
+redirect) and moved into place only when complete, so an interrupted or failing run never leaves a
+partial output behind. Without ``overwrite`` the move refuses to replace an output that appeared
+meanwhile (another process), and with it an existing folder is replaced only when medm2g wrote it
+(:mod:`.outputs`). Every folder written here carries medm2g's marker.
 """
 
 from __future__ import annotations
@@ -11,21 +14,27 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import OutputError, OutputExistsError
+from .outputs import check_replaceable, check_separate, publish, write_marker
 
 
-def check_output(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_output(path: str | os.PathLike[str], overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
     """Validate an output path before any work is done.
 
     Raises :class:`OutputExistsError` if it exists and ``overwrite`` is false, and
-    :class:`OutputError` if its parent folder is missing or not writable.
+    :class:`OutputError` if it is, contains or lies inside one of ``inputs``, if it is a folder
+    medm2g did not write (with ``overwrite``), or if its parent folder is missing or not writable.
     """
     p = Path(path)
+    check_separate([p], inputs)
     if p.exists() and not overwrite:
         raise OutputExistsError(f"output '{p}' already exists", "pass --overwrite to replace it")
+    if p.exists():
+        check_replaceable(p)
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
         raise OutputError(f"output folder '{parent}' does not exist", "create it first or choose another -o")
@@ -58,13 +67,20 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
     _default_mode(tmp, 0o666)  # mkstemp makes 0600 files
     try:
         yield tmp
-        os.replace(tmp, dest)
+        _publish(tmp, dest, overwrite)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "check free disk space and permissions") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
+    try:
+        publish(tmp, dest, replace=overwrite)
+    except FileExistsError as exc:  # another process finished the same output first
+        raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it") from exc
 
 
 def _default_mode(path: Path, base: int) -> None:
@@ -79,6 +95,8 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     dest = Path(path)
     if dest.exists() and not overwrite:
         raise OutputExistsError(f"output '{dest}' already exists", "pass --overwrite to replace it")
+    if dest.exists():
+        check_replaceable(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=parent))
@@ -86,14 +104,16 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
         raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "choose a writable location with -o") from exc
     _default_mode(tmp, 0o777)  # mkdtemp makes 0700 folders; outputs get the user's usual permissions
     try:
+        write_marker(tmp)  # first, so a model folder's file list (medm2g.json) includes it
         yield tmp
-        if dest.exists():
+        if overwrite and dest.exists():
+            check_replaceable(dest)  # again: it may have changed while the work ran
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=parent))
             os.replace(dest, old / "x")
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, dest)
+            _publish(tmp, dest, False)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"could not write '{dest}': {exc.strerror or exc}", "check free disk space and permissions") from exc

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError, OutputExistsError
 from .atomic import atomic_path
+from .outputs import publish
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -109,9 +110,12 @@ def write_itk(vol: Volume, path: str | Path, *, overwrite: bool = False) -> Path
                 if (path.parent / f.name).exists() and not overwrite:
                     raise OutputExistsError(f"output '{path.parent / f.name}' already exists",
                                             "pass --overwrite to replace it")
-            for f in data_files:
-                f.replace(path.parent / f.name)
-            (tmp / path.name).replace(path)
+            try:  # no-replace unless --overwrite: another process may have finished the same output meanwhile
+                for f in data_files:
+                    publish(f, path.parent / f.name, replace=overwrite)
+                publish(tmp / path.name, path, replace=overwrite)
+            except FileExistsError as exc:
+                raise OutputExistsError(f"output '{path}' already exists", "pass --overwrite to replace it") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path

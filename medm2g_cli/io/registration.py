@@ -16,6 +16,10 @@ from .itk import sitk_to_volume, volume_to_sitk
 from .volume import Volume
 
 TRANSFORMS: tuple[str, ...] = ("rigid", "affine", "bspline")
+# With more than one thread the Mattes metric's per-thread partial sums (and so the result) vary from run
+# to run, with either ITK threader and a fixed thread count: one thread makes registration reproducible
+# (prepare gets its parallelism from --workers, one subject per process).
+REGISTRATION_THREADS = 1
 
 
 @dataclass
@@ -98,12 +102,14 @@ def register(
     # Shrink factors cannot exceed the smallest dimension.
     smallest = min(min(fixed.shape[:3]), min(moving.shape[:3]))
     lv = [max(1, min(s, smallest // 4)) for s in levels] or [1]
+    # ITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift so every seed is fixed.
+    itk_seed = seed % (2**31 - 1) + 1
 
     def run(initial: Any, opt_iters: int) -> tuple[Any, Any]:
         reg = sitk.ImageRegistrationMethod()
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
         reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(sampling, seed)
+        reg.SetMetricSamplingPercentage(sampling, itk_seed)
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetOptimizerAsRegularStepGradientDescent(
             learningRate=1.0, minStep=1e-4, numberOfIterations=opt_iters, relaxationFactor=0.5,
@@ -119,6 +125,9 @@ def register(
     init = sitk.CenteredTransformInitializer(
         f, m, sitk.Euler3DTransform() if transform != "affine" else sitk.AffineTransform(3),
         sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    # The metric, its interpolator and the pyramid filters take the global default, not the method's own.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
     try:
         tx, reg = run(init, iterations)
         if transform == "bspline":
@@ -129,7 +138,7 @@ def register(
             reg2 = sitk.ImageRegistrationMethod()
             reg2.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
             reg2.SetMetricSamplingStrategy(reg2.RANDOM)
-            reg2.SetMetricSamplingPercentage(sampling, seed)
+            reg2.SetMetricSamplingPercentage(sampling, itk_seed)
             reg2.SetInterpolator(sitk.sitkLinear)
             reg2.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=max(10, iterations // 2),
                                       maximumNumberOfCorrections=5,
@@ -144,6 +153,8 @@ def register(
     except RuntimeError as exc:
         raise GeometryError(f"registration failed: {' '.join(str(exc).split())[-200:]}",
                             "check that the images overlap and show the same anatomy") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     resampled = resample_to(moving, fixed, tx)
     return RegistrationResult(resampled, float(reg.GetMetricValue()), tx,
                               int(reg.GetOptimizerIteration()), str(reg.GetOptimizerStopConditionDescription()))

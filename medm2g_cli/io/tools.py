@@ -104,7 +104,7 @@ def convert(
     if fmt is None:
         raise FormatError(f"cannot tell the output format of '{dst.name}'",
                           "add a suffix (.nii.gz, .mha, .nrrd, .png) or pass --format nifti|dicom|mha|nrrd|png")
-    check_output(dst, overwrite)
+    check_output(dst, overwrite, inputs=[src, *([reference] if reference is not None else [])])
     if bits not in (8, 16):
         raise InputError(f"--bits {bits} is not supported", "use 8 or 16")
     ref_vol = read_volume(reference, modality=modality) if reference is not None else None
@@ -161,9 +161,9 @@ def register_files(
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown transform '{transform}'", f"use one of: {', '.join(TRANSFORMS)}")
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[fixed, moving])
     if save_transform is not None:
-        check_output(save_transform, overwrite)
+        check_output(save_transform, overwrite, inputs=[fixed, moving])
         if Path(save_transform).suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
             raise FormatError(f"cannot write a transform to '{Path(save_transform).name}'",
                               "use a .tfm, .txt, .h5 or .mat name for --save-transform")

@@ -412,7 +412,7 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
     if out is not None:
         from ..io.atomic import check_output
 
-        check_output(out, overwrite)
+        check_output(out, overwrite, inputs=[data_dir])
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size} is not positive", "use 1 or more")
     info, groups, more_notes = load_split(data_dir, split, spec, max_subjects)

@@ -37,8 +37,9 @@ from typing import Any, Protocol, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import ConfigError, OutputError
-from ..io.atomic import atomic_path
+from ..errors import ConfigError
+from ..io.atomic import atomic_path, check_output
+from ..io.outputs import check_replaceable, write_marker
 from .checkpoints import TRAINER_STATE, load_checkpoint, save_checkpoint
 from .checkpoints import prepare_resume as prepare_resume  # part of loop's interface (runner, tests)
 
@@ -618,10 +619,8 @@ def ensure_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
             raise OutputExistsError(f"run folder '{run_dir}' already exists",
                                     "pass --resume to continue it or --overwrite to start over")
+        check_replaceable(run_dir)  # --overwrite replaces medm2g's own folders only
         shutil.rmtree(run_dir)
-    parent = run_dir.parent if str(run_dir.parent) else Path(".")
-    if not parent.exists():
-        raise OutputError(f"output folder '{parent}' does not exist", "create it first or choose another -o")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder '{parent}' is not writable", "choose a writable location with -o")
+    check_output(run_dir, overwrite=True)  # its parent exists and is writable
     run_dir.mkdir(exist_ok=True)
+    write_marker(run_dir)

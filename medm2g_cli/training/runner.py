@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
+from ..io.outputs import check_separate
 from . import flows as flows_mod
 from . import loop as loop_mod
 from . import stages as stages_mod
@@ -344,6 +345,7 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
     _quiet_libraries()
     accelerator = loop_mod.make_accelerator(req.loop, cpu=req.cpu)
     run_dir = Path(req.run_dir)
+    check_separate([run_dir], [*req.data, *([req.init] if req.init else [])])  # --overwrite must not delete them
     if run_dir.exists() and not (req.resume or req.overwrite):
         from ..errors import OutputExistsError
 

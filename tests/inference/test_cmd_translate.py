@@ -87,7 +87,7 @@ def test_dicom_series_in_dicom_out(tmp_path: Path, mr_series: Path, tiny_weights
     run(["translate", "mri2ct", str(mr_series), "-o", str(out), "--weights", str(tiny_weights), *STEPS])
     assert sha256(mr_series) == before
     src = [pydicom.dcmread(p) for p in sorted(mr_series.iterdir())]
-    outs = [pydicom.dcmread(p) for p in sorted(out.iterdir())]
+    outs = [pydicom.dcmread(p) for p in sorted(out.glob("*.dcm"))]
     assert len(outs) == len(src)
     src_uids = {d.SOPInstanceUID for d in src} | {src[0].SeriesInstanceUID}
     for d in outs:

@@ -192,7 +192,7 @@ def test_derived_series_tags_keep_study(pydicom_file, tmp_path):
     src = read_volume(pydicom_file("CT_small.dcm"))
     out = write_volume(src.with_array(src.array + 1), tmp_path / "syn", format="dicom", source_meta=src.meta,
                        description="mri2ct model abc123")
-    files = sorted(out.iterdir())
+    files = sorted(out.glob("*.dcm"))
     ds = pydicom.dcmread(str(files[0]))
     assert ds.StudyInstanceUID == src.meta["StudyInstanceUID"]
     assert ds.PatientID == src.meta["PatientID"]
@@ -205,5 +205,5 @@ def test_derived_series_tags_keep_study(pydicom_file, tmp_path):
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     assert ds.pixel_array.dtype == np.int16 and float(ds.RescaleSlope) == 1.0
     mr = read_volume(pydicom_file("MR_small.dcm"))
-    ds_mr = pydicom.dcmread(str(sorted(write_volume(mr, tmp_path / "mr", format="dicom").iterdir())[0]))
+    ds_mr = pydicom.dcmread(str(sorted(write_volume(mr, tmp_path / "mr", format="dicom").glob("*.dcm"))[0]))
     assert ds_mr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and ds_mr.Modality == "MR"

@@ -61,8 +61,8 @@ def test_convert_anonymize_dicom_series(tmp_path: Path, capsys: pytest.CaptureFi
     run(["convert", str(src), str(tmp_path / "plain"), "--format", "dicom"])
     run(["convert", str(src), str(tmp_path / "anon"), "--format", "dicom", "--anonymize"])
     assert tree_hash(src) == before
-    plain = [pydicom.dcmread(p) for p in sorted((tmp_path / "plain").iterdir())]
-    anon = [pydicom.dcmread(p) for p in sorted((tmp_path / "anon").iterdir())]
+    plain = [pydicom.dcmread(p) for p in sorted((tmp_path / "plain").glob("*.dcm"))]
+    anon = [pydicom.dcmread(p) for p in sorted((tmp_path / "anon").glob("*.dcm"))]
     assert plain[0].PatientName == "CompressedSamples^CT1"  # without the option the study is kept as it is
     source_study = pydicom.dcmread(next(src.iterdir())).StudyInstanceUID
     for ds in anon:
@@ -91,7 +91,7 @@ def test_translate_anonymize_and_reports_carry_no_identity(tmp_path: Path, rel_w
     run(["translate", "mri2ct", str(src), "-o", str(out), "--weights", str(rel_weights), "--steps", "2",
          "--device", "cpu", "--samples", "2", "--anonymize"])
     cap = capsys.readouterr()
-    files = sorted(out.iterdir()) + sorted((tmp_path / "sct_std").iterdir())
+    files = sorted(out.glob("*.dcm")) + sorted((tmp_path / "sct_std").glob("*.dcm"))
     for f in files:
         ds = pydicom.dcmread(f)
         assert ds.PatientIdentityRemoved == "YES" and name not in " ".join(_strings(ds))

@@ -338,15 +338,23 @@ def out_read_only(ctx):
     return _convert(ctx, _mri(ctx))
 
 
+def _disk_full_on_publish(ctx) -> None:
+    """Every way an output is moved into place (replace, no-replace rename, hard link) fails with ENOSPC."""
+    from medm2g_cli.io import outputs
+
+    for owner, name in ((os, "replace"), (os, "link"), (outputs, "_renameat2")):
+        real = getattr(owner, name)
+
+        def full(src, dst, *a, _real=real, **k):
+            if Path(dst).parent.resolve() == ctx.out.resolve():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return _real(src, dst, *a, **k)
+
+        ctx.mp.setattr(owner, name, full)
+
+
 def disk_full_on_replace(ctx):
-    real = os.replace
-
-    def full(src, dst, *a, **k):
-        if Path(dst).parent.resolve() == ctx.out.resolve():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(src, dst, *a, **k)
-
-    ctx.mp.setattr(os, "replace", full)
+    _disk_full_on_publish(ctx)
     return _convert(ctx, _mri(ctx))
 
 
@@ -367,14 +375,7 @@ def disk_full_mid_dicom_series(ctx):
 
 
 def disk_full_translate(ctx):
-    real = os.replace
-
-    def full(src, dst, *a, **k):
-        if Path(dst).parent.resolve() == ctx.out.resolve():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(src, dst, *a, **k)
-
-    ctx.mp.setattr(os, "replace", full)
+    _disk_full_on_publish(ctx)
     return _translate(ctx, _mri(ctx))
 
 

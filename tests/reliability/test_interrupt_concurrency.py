@@ -7,6 +7,7 @@ sharing one weights folder, writing different outputs, all succeed and equal a s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,7 +75,9 @@ def test_signal_mid_batch_then_continue(sig: int, cases: Path, reference: Path, 
     assert proc.returncode != 0
     assert "Traceback" not in err and [ln for ln in err.splitlines() if ln.startswith("error:")] == \
         ["error: interrupted — finished outputs are kept; rerun with --continue to finish the rest"]
-    done = sorted(p.name for p in out.iterdir())
+    # besides finished cases: medm2g's folder marker and the run report of the finished cases
+    done = sorted(p.name for p in out.iterdir() if p.name not in (".medm2g", "run_report.json"))
+    assert json.loads((out / "run_report.json").read_text())["cases"]
     assert all(n.startswith("case") and n.endswith(".nii.gz") for n in done), f"partial files left: {done}"
     assert 1 <= len(done) < N_CASES
     for n in done:  # finished cases are complete and exactly what an uninterrupted run writes

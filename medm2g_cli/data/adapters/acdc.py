@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import DataError
 from .. import manifest
-from .base import Job, Plan, PrepareOptions, apply_limit, not_dataset, split_fields, to_model_size
+from .base import Job, Plan, PrepareOptions, apply_limit, not_dataset, safe_name, split_fields, to_model_size
 
 NAME = "acdc"
 DESCRIPTION = "ACDC cine MRI (database/training/patientNNN, Info.cfg): ED/ES frames, every short-axis slice"
@@ -126,7 +126,7 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
         stack = to_model_size(np.ascontiguousarray(np.transpose(x, (2, 1, 0))), opts.size)
         for k in range(stack.shape[0]):
             sid = f"{job.subject}_{phase}_s{k:02d}"
-            rel = f"slices/{job.subject}/{phase.lower()}_{k:02d}.png"
+            rel = f"slices/{safe_name(job.subject)}/{phase.lower()}_{k:02d}.png"
             manifest.save_slice(out, rel, stack[k])
             text = f"short-axis cardiac cine MRI, {'end-diastolic' if phase == 'ED' else 'end-systolic'} frame, " \
                    f"{GROUPS.get(group, group or 'unknown group')}"

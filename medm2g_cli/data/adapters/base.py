@@ -16,6 +16,7 @@ skips it), worker processes, progress, a list of failed subjects by name, and th
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...errors import DataError, OutputExistsError
+from ...io.outputs import MARKER, check_replaceable, check_separate, folder_lock, safe_component
 from .. import manifest
 
 Progress = Callable[[int, int, str], None] | None
@@ -110,12 +112,12 @@ def run_prepare(adapter: Any, src: str | Path, out: str | Path, opts: PrepareOpt
     src, out = Path(src), Path(out)
     if not src.exists():
         raise DataError(f"source '{src}' does not exist", f"pass the folder of the downloaded {adapter.NAME} dataset")
+    check_separate([out], [src])
+    replace = out.exists() and opts.overwrite
     if out.exists():
-        if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-            raise DataError("the output folder must not be inside the source folder", "choose another -o")
         complete = (out / manifest.INFO_FILE).is_file() and not (out / manifest.PARTS_DIR).exists()
         if opts.overwrite:
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+            check_replaceable(out)
         elif complete:
             raise OutputExistsError(f"'{out}' already holds a prepared dataset", "pass --overwrite to redo it")
         elif out.is_file() or (any(out.iterdir()) and not (out / manifest.PARTS_DIR).is_dir()):
@@ -127,10 +129,29 @@ def run_prepare(adapter: Any, src: str | Path, out: str | Path, opts: PrepareOpt
         plan.info.setdefault("notes", []).append(f"--limit {opts.limit}: {len(plan.jobs)} subjects available")
     if not jobs:
         raise DataError(f"no usable subjects found in '{src}' for {adapter.NAME}", "check the folder layout (see `medm2g prepare --help`)")
+    folders: dict[str, str] = {}
+    for j in jobs:  # two ids that differ only in unsafe characters would share files: refuse before any work
+        other = folders.setdefault(safe_component(j.subject), j.subject)
+        if other != j.subject:
+            raise DataError(f"subjects '{other}' and '{j.subject}' map to the same folder name", "rename one of them")
+    if replace and out.is_file():
+        out.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "prepare"):
+        if replace:  # under the lock, so a concurrent prepare cannot lose its files; the marker (lock) stays
+            for entry in out.iterdir():
+                if entry.name != MARKER:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        return _prepare_locked(adapter, src, out, opts, plan, jobs, progress)
+
+
+def _prepare_locked(adapter: Any, src: Path, out: Path, opts: PrepareOptions, plan: Plan, jobs: list[Job],
+                    progress: Progress) -> PrepareResult:
     (out / manifest.PARTS_DIR).mkdir(exist_ok=True)
-    for stale in out.rglob("*.part"):  # temporaries of a killed run (atomic writes never leave finished ones)
-        stale.unlink(missing_ok=True)
+    for folder, _, names in os.walk(out):  # temporaries of a killed run of this folder (we hold its lock)
+        for name in names:
+            if name.startswith(".") and ".part" in name:
+                (Path(folder) / name).unlink(missing_ok=True)
     records: dict[str, list[dict[str, Any]]] = {}
     todo: list[Job] = []
     for job in jobs:
@@ -168,6 +189,7 @@ def run_prepare(adapter: Any, src: str | Path, out: str | Path, opts: PrepareOpt
     info = dict(plan.info)
     info.setdefault("name", adapter.NAME)
     info.setdefault("source", str(src.resolve()))
+    info.setdefault("seed", opts.seed)
     info["failed"] = failed
     info["skipped"] = plan.skipped
     final = manifest.write_manifest(out, info, samples)
@@ -222,11 +244,12 @@ def write_volume_slices(out: Path, subject: str, split: str, arrays: dict[str, n
     """
     recs = []
     stacks = {k: to_model_size(np.moveaxis(a, axis, 0)[list(indices)], size) for k, a in arrays.items()}
+    folder = safe_component(subject)
     for j, idx in enumerate(indices):
         sid = f"{subject}_s{idx:03d}"
         files = {}
         for k, st in stacks.items():
-            rel = f"slices/{subject}/{k}_{idx:03d}.png"
+            rel = f"slices/{folder}/{k}_{idx:03d}.png"
             manifest.save_slice(out, rel, st[j])
             files[k] = rel
         m = {"slice": int(idx), "axis": int(axis), **(meta or {})}
@@ -319,6 +342,4 @@ def save_picture(out: Path, rel: str, img: np.ndarray, size: int, key: str = "xr
     return how
 
 
-def safe_name(name: str) -> str:
-    """A file-system-safe form of an identifier (for slice folder names)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
+safe_name = safe_component  # adapters name data-derived path components with this (one rule: io.outputs)

@@ -29,6 +29,7 @@ from .base import (
     apply_limit,
     not_dataset,
     read_image_2d,
+    safe_name,
     save_picture,
     split_fields,
 )
@@ -143,7 +144,7 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     recs = []
     for e in job.payload["images"]:
         stem = Path(e["name"]).stem
-        rel = f"slices/{job.subject}/{stem}.png"
+        rel = f"slices/{safe_name(job.subject)}/{safe_name(stem)}.png"
         how = save_picture(out, rel, read_image_2d(Path(e["image"])), opts.size)
         recs.append({"id": stem, "subject": job.subject, "split": job.split, "files": {"xray": rel},
                      "text": ", ".join(e["labels"]) or "No Finding",

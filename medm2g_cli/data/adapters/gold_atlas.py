@@ -130,8 +130,8 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     ct = read_volume(d, series=p["ct"]["uid"], modality="ct")
     metrics = {}
     if p["register"]:
-        r1 = register(t2, t1, "affine", sampling=0.05)
-        rc = register(t2, ct, "affine", sampling=0.05)
+        r1 = register(t2, t1, "affine", sampling=0.05, seed=opts.seed)
+        rc = register(t2, ct, "affine", sampling=0.05, seed=opts.seed)
         t1r, ctr = r1.resampled, rc.resampled
         metrics = {"t1": r1.metric, "ct": rc.metric}
     else:

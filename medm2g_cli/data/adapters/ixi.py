@@ -97,7 +97,7 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
 
 
 def register_to_t1(t1: Any, t2: Any, pd: Any, transform: str = "affine", sampling: float = 0.05,
-                   register: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+                   register: bool = True, seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
     """T2 and PD on T1's grid: T2 registered to T1, PD through the same transform when it shares T2's grid.
 
     Returns ``(t2 on T1 grid, pd on T1 grid, info)``; ``info["transform"]`` is the SimpleITK transform
@@ -108,13 +108,13 @@ def register_to_t1(t1: Any, t2: Any, pd: Any, transform: str = "affine", samplin
 
     if not register:
         return resample_to(t2, t1), resample_to(pd, t1), {"transform": None}
-    res = reg_fn(t1, t2, transform, sampling=sampling, iterations=200)
+    res = reg_fn(t1, t2, transform, sampling=sampling, iterations=200, seed=seed)
     same_grid = t2.shape[:3] == pd.shape[:3] and np.allclose(t2.affine, pd.affine, atol=1e-3)
     meta: dict[str, Any] = {"transform": res.transform, "metric_t2": res.metric}
     if same_grid:
         pd_res = resample_to(pd, t1, res.transform)
     else:
-        r2 = reg_fn(t1, pd, transform, sampling=sampling, iterations=200)
+        r2 = reg_fn(t1, pd, transform, sampling=sampling, iterations=200, seed=seed)
         pd_res, meta["metric_pd"] = r2.resampled, r2.metric
     return res.resampled, pd_res, meta
 
@@ -140,7 +140,7 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
             raise DataError(f"{Path(f[c]).name} is not a 3-D volume (shape {v.shape})", "re-download the file")
     sampling = float(opts.extra.get("reg_sampling", 0.05))
     t2, pd, reg = register_to_t1(vols["t1"], vols["t2"], vols["pd"], job.payload["transform"], sampling,
-                                 job.payload["register"])
+                                 job.payload["register"], seed=opts.seed)
     arrays: dict[str, np.ndarray] = {}
     norms: dict[str, dict[str, Any]] = {}
     for c, v in (("t1", vols["t1"]), ("t2", t2), ("pd", pd)):

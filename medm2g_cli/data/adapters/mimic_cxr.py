@@ -34,6 +34,7 @@ from .base import (
     limit_per_split,
     not_dataset,
     read_image_2d,
+    safe_name,
     save_picture,
     split_fields,
 )
@@ -167,7 +168,7 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     recs = []
     for path, view in zip(p["images"], p["views"], strict=True):
         dicom_id = Path(path).stem
-        rel = f"slices/{p['patient']}/{job.subject}/{dicom_id}.png"
+        rel = f"slices/{safe_name(p['patient'])}/{safe_name(job.subject)}/{safe_name(dicom_id)}.png"
         how = save_picture(out, rel, read_cxr(Path(path)), opts.size)
         recs.append({"id": dicom_id, "subject": p["patient"], "split": job.split, "files": {"xray": rel},
                      "text": p["text"], "meta": {"study": job.subject, "view": view,

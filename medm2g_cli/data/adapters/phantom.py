@@ -27,6 +27,7 @@ from .base import (
     canonical_array,
     normalise,
     read_image_2d,
+    safe_name,
     to_model_size,
     write_volume_slices,
 )
@@ -142,7 +143,7 @@ def _chest(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     img = read_image_2d(d / "0.png")
     x, how = normalise(img, "xray")
     fitted = to_model_size(x[None], opts.size)[0]
-    rel = f"slices/{job.subject}/xray.png"
+    rel = f"slices/{safe_name(job.subject)}/xray.png"
     manifest.save_slice(out, rel, fitted)
     report = (d / "report.txt").read_text(encoding="utf-8").strip()
     labels = {k: v for k, v in row.items() if k not in ("id", "split", "report", "seed")}

@@ -108,4 +108,4 @@ def test_brain_mri_ct_pairs_and_limit(tmp_path):
     info, _ = load_manifest(tmp_path / "l")
     assert info["splits"] == {"train": 7, "val": 1, "test": 2} and info["split_scaled"] is True
     with pytest.raises(DataError, match=r"expected data\(processed\)/"):
-        run_prepare(get_adapter("brain-mri-ct"), d.parent.parent, tmp_path / "x", PrepareOptions())
+        run_prepare(get_adapter("brain-mri-ct"), d.parent.parent, tmp_path.parent / (tmp_path.name + "_x"), PrepareOptions())

@@ -18,7 +18,7 @@ from medm2g_cli.main import app
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".medm2g")
 
 
 def test_ixi_layout(tmp_path):
