@@ -124,6 +124,25 @@ def _kind(conf: dict, key: str, expected: tuple[str, ...], what: str, path: Path
                            f"give a {what} folder (config {key} {' or '.join(expected)})")
 
 
+def clip_pixel_stats(path: Path) -> tuple[list[float], list[float]]:
+    """The image mean/std of a CLIP folder's ``preprocessor_config.json`` (OpenAI's when absent)."""
+    import json
+
+    from .encoders import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+    mean, std = list(CLIP_PIXEL_MEAN), list(CLIP_PIXEL_STD)
+    f = path / "preprocessor_config.json"
+    if f.is_file():
+        try:
+            conf = json.loads(f.read_text(encoding="utf-8"))
+            mean, std = list(conf.get("image_mean", mean)), list(conf.get("image_std", std))
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise WeightsError(f"'{f}' is not valid JSON", "restore the CLIP folder's preprocessor_config.json") from exc
+    if len(mean) != 3 or len(std) != 3:
+        raise WeightsError(f"'{f}' does not give three image_mean/image_std values", "use an RGB CLIP folder")
+    return mean, std
+
+
 def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | None = None,
                       bert: Path | None = None, gpt2: Path | None = None) -> ModelConfig:
     """``cfg`` with the architecture fields the given pretrained folders dictate."""
@@ -162,7 +181,7 @@ def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | N
             text_heads=tc.get("num_attention_heads", 8), text_max_positions=tc.get("max_position_embeddings", 77),
             vision_hidden=vc.get("hidden_size", 768), vision_layers=vc.get("num_hidden_layers", 12),
             vision_heads=vc.get("num_attention_heads", 12), vision_image_size=vc.get("image_size", 224),
-            vision_patch_size=vc.get("patch_size", 32),
+            vision_patch_size=vc.get("patch_size", 32), scale="",
         )
     if bert is not None:
         c = json.loads((_folder(bert, "BERT", ("config.json",)) / "config.json").read_text())
@@ -248,7 +267,7 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
             tconf.projection_dim = vconf.projection_dim = full.projection_dim
         parts["text_encoder"] = load(CLIPTextModelWithProjection, Path(clip), "CLIP text encoder", config=tconf)
         vision = adapt_rgb_vision_encoder(load(CLIPVisionModelWithProjection, Path(clip), "CLIP vision encoder",
-                                               config=vconf))
+                                               config=vconf), *clip_pixel_stats(Path(clip)))
         for m in cfg.image_modalities:
             parts[f"image_encoder_{m}"] = copy.deepcopy(vision)
         prov["clip"] = str(clip)
