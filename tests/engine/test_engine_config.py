@@ -21,7 +21,12 @@ def test_full_preset_is_table_a3() -> None:
     cfg = model_preset("full")
     assert cfg.image.block_out_channels == (320, 640, 1280, 1280)  # 320 x (1, 2, 4, 4)
     assert cfg.image.attention_levels == (True, True, True, False)  # latent 64/32/16
-    assert cfg.image.num_heads == 8 and cfg.cross_attention_dim == 768 and cfg.encoders.embed_dim == 768
+    assert cfg.image.num_heads == 8 and cfg.cross_attention_dim == 768
+    # prompt encoders: ViT-B (Table A10), ViT-L/H selectable
+    assert (cfg.encoders.scale, cfg.encoders.embed_dim, cfg.encoders.vision_hidden) == ("vit-b", 512, 768)
+    large = model_preset("full", **{"encoders.scale": "vit-l"})
+    assert (large.encoders.embed_dim, large.encoders.vision_layers, large.encoders.vision_patch_size) == (768, 24, 14)
+    assert model_preset("full", **{"encoders.scale": "vit-h"}).encoders.vision_hidden == 1280
     assert (cfg.image.latent_channels, cfg.image.latent_size) == (4, 64)
     assert cfg.text.latent_dim == 768 and cfg.text.unet_channels == 320 and cfg.text.unet_mult == (1, 2, 4, 4)
     s = cfg.scheduler
