@@ -57,6 +57,9 @@ class ImageBranchConfig:
     attention_levels: tuple[bool, ...] = (True, True, True, False)
     num_heads: int = 8
     norm_num_groups: int = 32
+    # Table A3 also lists "head channels 32", which 8 heads over 320 channels contradict (8 x 40). None
+    # keeps SD-1.5's 8 heads at every level; 32 gives channels/32 heads per level (10/20/40/40) instead.
+    head_channels: int | None = None
 
     @property
     def latent_size(self) -> int:
@@ -194,6 +197,9 @@ class ModelConfig:
         if len(img.attention_levels) != len(img.block_out_channels):
             raise ConfigError("image.attention_levels must have one entry per UNet level",
                               f"give {len(img.block_out_channels)} booleans")
+        if img.head_channels is not None and any(c % img.head_channels for c in img.block_out_channels):
+            raise ConfigError(f"image.head_channels {img.head_channels} does not divide the UNet widths "
+                              f"{list(img.block_out_channels)}", "choose a divisor (e.g. 32) or null for num_heads")
         if img.image_size % img.autoencoder.downsample_factor:
             raise ConfigError(f"image_size {img.image_size} is not a multiple of the autoencoder factor "
                               f"{img.autoencoder.downsample_factor}", "choose another image size")

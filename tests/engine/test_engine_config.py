@@ -54,3 +54,16 @@ def test_overrides_and_errors() -> None:
         ModelConfig.from_dict(bad)
     with pytest.raises(ConfigError):
         SampleConfig(sampler="euler").validate()
+
+
+def test_head_channels_reading_of_table_a3() -> None:
+    """``image.head_channels`` (Table A3 "head channels 32"): heads per level = width / head_channels,
+    with the same parameters as the default (SD-1.5's fixed number of heads), so SD weights still load."""
+    from medm2g_cli.engine.unet import build_image_unet
+
+    default, per_width = model_preset("tiny"), model_preset("tiny", **{"image.head_channels": 8})
+    a, b = build_image_unet(default), build_image_unet(per_width)
+    assert a.config.attention_head_dim == 2 and tuple(b.config.attention_head_dim) == (2, 4)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    with pytest.raises(ConfigError, match="head_channels 24 does not divide"):
+        model_preset("tiny", **{"image.head_channels": 24})
