@@ -201,8 +201,8 @@ def _calibrate(job: Any, model: Any) -> dict[str, float]:
 # and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px, or fine-tuning an
 # epsilon UNet into a v-prediction one (as Stable Diffusion 2's 768-v model came from its base).
 RESOLUTION_FIELDS: tuple[str, ...] = ("image.image_size",)
-# The noise schedule changes no parameter either: supplement C.3 fine-tunes MRI synthesis on beta
-# 1e-4 -> 0.02 (tasks.py); the model folder then records it and sampling follows.
+# The noise schedule changes no parameter either: a config may fine-tune on another one (supplement
+# C.3's beta 1e-4 -> 0.02 for MRI synthesis, tasks.py); the model folder then records it and sampling follows.
 SCHEDULE_FIELDS: tuple[str, ...] = ("scheduler.beta_start", "scheduler.beta_end", "scheduler.beta_schedule")
 INIT_MUTABLE_FIELDS: tuple[str, ...] = (*RESOLUTION_FIELDS, "scheduler.v_prediction", *SCHEDULE_FIELDS)
 
@@ -455,7 +455,8 @@ def finetune_request(
     """A :class:`RunRequest` for one of the five fine-tuning tasks (supplement C), overridable.
 
     The task trains the diffusion parts its evaluation uses (:func:`tasks.resolve_task`), or the
-    multiflow stage when ``flows`` are given; a task schedule (C.3) becomes a model override.
+    multiflow stage when ``flows`` are given; a task schedule marked ``apply_schedule`` becomes a model
+    override (none is: C.3's is recorded only, see tasks.py).
     """
     loop_keys = set(loop_mod.LoopConfig.__dataclass_fields__)
     if dataset_name is None and data:
@@ -478,7 +479,8 @@ def finetune_request(
                                       max_report_length=preset.max_report_length,
                                       cache_latents=bool(overrides.get("cache_latents")))
     schedule = {f"scheduler.{k}": v for k, v in (("beta_start", preset.beta_start), ("beta_end", preset.beta_end),
-                                                   ("beta_schedule", preset.beta_schedule)) if v is not None}
+                                                   ("beta_schedule", preset.beta_schedule))
+                if v is not None and preset.apply_schedule}
     return RunRequest(
         run_dir=Path(run_dir) if run_dir is not None else Path(), data=[Path(d) for d in data],
         preset=overrides.get("preset"), init=Path(init) if init is not None else None,

@@ -8,23 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helper import cli
 from prepared_fixture import make_prepared
 from safetensors.torch import load_file
 
 torch.set_num_threads(1)
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from medm2g_cli.main import run
-
-    capsys.readouterr()
-    try:
-        run(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -37,7 +25,7 @@ def test_printed_config_round_trips_into_the_same_run(tmp_path: Path, capsys: py
     opts = ["--preset", "tiny", "--data", str(data), "--stages", "diffusion", "--pairs", "t2<t1+ct,text<xray",
             "--steps", "2", "--batch-size", "2", "--total-batch-size", "4", "--seed", "5", "--lr", "3e-4"]
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, out, err = _cli(capsys, "pretrain", *opts, "--print-config")
+    code, out, err = cli(capsys, "pretrain", *opts, "--print-config")
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
     printed = json.loads(out)
@@ -46,12 +34,12 @@ def test_printed_config_round_trips_into_the_same_run(tmp_path: Path, capsys: py
     assert [s["stage"] for s in printed["resolved"]["stages"]] == ["diffusion"]  # --data: parts resolved
     cfg = tmp_path / "printed.json"
     cfg.write_text(out)
-    code, again, err = _cli(capsys, "pretrain", "--config", str(cfg), "--print-config")
+    code, again, err = cli(capsys, "pretrain", "--config", str(cfg), "--print-config")
     assert code == 0, err
     assert json.loads(again) == printed
     # the run the printed config describes is the run the options describe
-    assert _cli(capsys, "pretrain", *opts, "-o", str(tmp_path / "a"), "--json")[0] == 0
-    assert _cli(capsys, "pretrain", "--config", str(cfg), "-o", str(tmp_path / "b"), "--json")[0] == 0
+    assert cli(capsys, "pretrain", *opts, "-o", str(tmp_path / "a"), "--json")[0] == 0
+    assert cli(capsys, "pretrain", "--config", str(cfg), "-o", str(tmp_path / "b"), "--json")[0] == 0
     la = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in la] == [r["loss"] for r in lb] and len(la) == 2
@@ -62,24 +50,24 @@ def test_printed_config_round_trips_into_the_same_run(tmp_path: Path, capsys: py
 def test_finetune_print_config_needs_no_data_and_describes_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = _cli(capsys, "finetune", "mri-synthesis", "--print-config")
+    code, out, err = cli(capsys, "finetune", "mri-synthesis", "--print-config")
     assert code == 0, err
     assert list(tmp_path.iterdir()) == []
     c = json.loads(out)
     assert c["task"] == "mri-synthesis" and c["preset"] == "full" and c["stage_options"]["pairs"] == ["pd<t1+t2"]
-    assert (c["model"]["scheduler"]["beta_start"], c["model"]["scheduler"]["beta_end"]) == (1e-4, 0.02)
+    assert (c["model"]["scheduler"]["beta_start"], c["model"]["scheduler"]["beta_end"]) == (0.00085, 0.012)  # Table A3
     assert c["model"]["encoders"]["scale"] == "vit-b"
     groups = c["resolved"]["optimizer_groups"]["diffusion"]
     assert groups[0]["lr"] == 9.6e-5 and "unet_mri" in groups[0]["components"]
     (tmp_path / "ft.json").write_text(out)
-    code, again, err = _cli(capsys, "finetune", "mri-synthesis", "--config", str(tmp_path / "ft.json"), "--print-config")
+    code, again, err = cli(capsys, "finetune", "mri-synthesis", "--config", str(tmp_path / "ft.json"), "--print-config")
     assert code == 0 and json.loads(again) == c, err
-    code, _, err = _cli(capsys, "finetune", "report-generation", "--config", str(tmp_path / "ft.json"), "--print-config")
+    code, _, err = cli(capsys, "finetune", "report-generation", "--config", str(tmp_path / "ft.json"), "--print-config")
     assert code == 2 and err.startswith("error: the config was written for task 'mri-synthesis'"), err
 
 
 def test_full_pretrain_defaults_are_table_a3(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _cli(capsys, "pretrain", "--preset", "full", "--stages", "diffusion", "--print-config")
+    code, out, err = cli(capsys, "pretrain", "--preset", "full", "--stages", "diffusion", "--print-config")
     assert code == 0, err
     c = json.loads(out)
     assert c["train"]["branch_lr"] == {"text": 5e-5, "xray": 2e-5, "ct": 1e-6, "mri": 1e-6}
