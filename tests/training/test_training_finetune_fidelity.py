@@ -104,6 +104,14 @@ def test_first_step_trains_the_evaluated_conditioning(dataset: str, task: str, m
     model.zero_grad(set_to_none=True)
 
 
+def test_report_length_follows_the_dataset() -> None:
+    """C.1: reports are decoded (eval) and truncated (fine-tuning) at 45 tokens for IU X-ray, 50 for MIMIC."""
+    from medm2g_cli.metrics.evaluate_model import report_length
+
+    assert (report_length("iu-xray"), report_length("mimic-cxr")) == (45, 50)
+    assert runner.finetune_request("report", None, [], None, dataset_name="iu-xray").options.max_report_length == 45
+
+
 def test_brats_flair_is_evaluated_and_trained(tmp_path: Path) -> None:
     assert specs.get_spec("brats", "mri-synthesis", "flair").setting == "T2+T1ce+T1→FLAIR"
     assert specs.get_spec("brats2020", "mri").target == "t1ce"
