@@ -144,7 +144,7 @@ def clip_pixel_stats(path: Path) -> tuple[list[float], list[float]]:
 
 
 def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | None = None,
-                      bert: Path | None = None, gpt2: Path | None = None) -> ModelConfig:
+                      bert: Path | None = None, gpt2: Path | None = None, optimus: Path | None = None) -> ModelConfig:
     """``cfg`` with the architecture fields the given pretrained folders dictate."""
     import json
 
@@ -193,12 +193,17 @@ def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | N
         _kind(c, "model_type", ("gpt2",), "GPT-2", Path(gpt2))
         cfg.text = dataclasses.replace(cfg.text, decoder_hidden=c["n_embd"], decoder_layers=c["n_layer"],
                                        decoder_heads=c["n_head"])
+    if optimus is not None:
+        from .transfer import optimus_dims
+
+        dims: dict[str, Any] = dict(optimus_dims(optimus))
+        cfg.text = dataclasses.replace(cfg.text, **dims)
     return cfg.validate()
 
 
 def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = None, clip: Path | None = None,
                          bert: Path | None = None, gpt2: Path | None = None,
-                         tokenizer_texts: list[str] | None = None) -> Any:
+                         tokenizer_texts: list[str] | None = None, optimus: Path | None = None) -> Any:
     """A MedM2G whose components come from local pretrained folders where given.
 
     ``sd15``: a diffusers-layout Stable Diffusion folder (``unet/``, ``vae/``); every imaging
@@ -206,7 +211,9 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
     channel, see :func:`adapt_rgb_autoencoder`; in ``concat`` mode the UNet's extra input channels
     start at zero). Context encoders and conditioners (cross-guidance) stay freshly initialised.
     ``clip``: a transformers CLIP folder (text encoder, RGB->1 vision encoders, tokenizer);
-    ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers.
+    ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers;
+    ``optimus``: a local Optimus folder (``encoder/``, ``decoder/`` with their tokenizers; see
+    :mod:`medm2g_cli.engine.transfer`) for the whole text VAE, latent connectors included.
     """
     # From the subpackage: mypy types the top-level ``diffusers`` names as torch-less dummy classes.
     from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -219,8 +226,13 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
 
     from .model import MedM2G
 
-    cfg = pretrained_config(cfg, sd15, clip, bert, gpt2)
+    if optimus is not None and (bert is not None or gpt2 is not None):
+        raise WeightsError("--optimus gives the whole text VAE; --bert/--gpt2 would replace half of it",
+                           "pass either --optimus or --bert/--gpt2")
+    cfg = pretrained_config(cfg, sd15, clip, bert, gpt2, optimus)
     toks: dict[str, Any] = {}
+    if optimus is not None:
+        bert, gpt2 = Path(optimus) / "encoder", Path(optimus) / "decoder"  # for their tokenizers
     for key, path in (("clip", clip), ("bert", bert), ("gpt2", gpt2)):
         if path is not None:
             try:
@@ -271,7 +283,13 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
         for m in cfg.image_modalities:
             parts[f"image_encoder_{m}"] = copy.deepcopy(vision)
         prov["clip"] = str(clip)
-    if cfg.has_text:
+    if cfg.has_text and optimus is not None:
+        from .transfer import load_optimus
+
+        tv = parts["text_vae"]
+        tv.encoder, tv.decoder, tv.heads = load_optimus(optimus)
+        prov["optimus"] = str(optimus)
+    elif cfg.has_text:
         tv = parts["text_vae"]
         if bert is not None:
             tv.encoder = load(BertModel, Path(bert), "BERT")

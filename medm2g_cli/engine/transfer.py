@@ -105,6 +105,30 @@ class VersatileTextUNet(nn.Module):
 # --------------------------------------------------------------------------------------- Optimus
 
 
+def optimus_dims(path: str | Path) -> dict[str, int]:
+    """The text-branch sizes of a local Optimus folder (configs + the latent connector's shape), read
+    without loading its weights: ``TextBranchConfig`` field -> value."""
+    from safetensors import safe_open
+
+    root = Path(path)
+    enc_dir, dec_dir = root / "encoder", root / "decoder"
+    b, g = _config(enc_dir, "Optimus encoder"), _config(dec_dir, "Optimus decoder")
+    latent = None
+    for f in sorted(enc_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as fh:
+            if "linear.weight" in fh.keys():
+                latent = int(fh.get_slice("linear.weight").get_shape()[0]) // 2
+    if latent is None:
+        raise WeightsError(f"'{enc_dir}' has no 'linear.weight' in safetensors: not an Optimus encoder",
+                           "give the converted Optimus checkpoint (BertForLatentConnector)")
+    try:
+        return {"latent_dim": latent, "encoder_hidden": int(b["hidden_size"]), "encoder_layers": int(b["num_hidden_layers"]),
+                "encoder_heads": int(b["num_attention_heads"]), "decoder_hidden": int(g["n_embd"]),
+                "decoder_layers": int(g["n_layer"]), "decoder_heads": int(g["n_head"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"Optimus configs in '{root}' lack {exc}", "give BERT (encoder/) and GPT-2 (decoder/) configs") from exc
+
+
 def load_optimus(path: str | Path) -> tuple[Any, Any, Any]:
     """``(BertModel, GPT2LMHeadModel, LatentHeads)`` from a local Optimus folder (see module docstring)."""
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel

@@ -49,20 +49,25 @@ def _optimus_folder(root: Path) -> dict[str, torch.Tensor]:
     """Random tiny Optimus checkpoints in the released tensor names, converted to safetensors."""
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 
+    from medm2g_cli.engine.tokenizers import train_tokenizer
+
     torch.manual_seed(5)
-    bconf = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    gconf = GPT2Config(vocab_size=70, n_embd=24, n_layer=2, n_head=2, n_positions=40)
+    tok = train_tokenizer(vocab_size=300)
+    bconf = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, pad_token_id=tok.pad_token_id)
+    gconf = GPT2Config(vocab_size=len(tok), n_embd=24, n_layer=2, n_head=2, n_positions=80)
     bert, gpt2, nz = BertModel(bconf), GPT2LMHeadModel(gconf), 16
     enc = {f"bert.{k}": v for k, v in bert.state_dict().items()}
     enc["linear.weight"] = torch.randn(2 * nz, 32)  # BertForLatentConnector.linear (bias=False)
     dec = {k: v for k, v in gpt2.state_dict().items() if k != "lm_head.weight"}  # tied: released files omit it
-    dec["transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 40, 40))  # the old mask buffer
+    dec["transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 80, 80))  # the old mask buffer
     dec["transformer.linear.weight"] = torch.randn(2 * 24, nz)  # latent -> past K/V of each layer
     dec["transformer.linear_emb.weight"] = torch.randn(24, nz)  # latent -> embedding
     for sub, state, conf in (("encoder", enc, bconf), ("decoder", dec, gconf)):
         (root / sub).mkdir(parents=True)
         save_file({k: v.contiguous() for k, v in state.items()}, str(root / sub / "model.safetensors"))
         (root / sub / "config.json").write_text(conf.to_json_string())
+        tok.save_pretrained(root / sub)
     return {**{f"enc:{k}": v for k, v in enc.items()}, **{f"dec:{k}": v for k, v in dec.items()}}
 
 
@@ -91,3 +96,20 @@ def test_optimus_maps_onto_the_text_vae(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="lacks decoder/"):
         (tmp_path / "half" / "encoder").mkdir(parents=True)
         load_optimus(tmp_path / "half")
+
+
+def test_weights_init_takes_the_whole_text_vae_from_optimus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medm2g_cli.engine import MedM2G
+    from medm2g_cli.main import run
+
+    ref = _optimus_folder(tmp_path / "optimus")
+    try:
+        run(["weights", "init", "--preset", "tiny", "--optimus", str(tmp_path / "optimus"), "-o", str(tmp_path / "m")])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    model = MedM2G.from_pretrained(tmp_path / "m")
+    assert model.config.text.latent_dim == 16 and model.config.text.decoder_layers == 2
+    tv = model.component("text_vae")
+    assert torch.equal(tv.heads.to_past.weight, ref["dec:transformer.linear.weight"])
+    assert torch.equal(tv.encoder.encoder.layer[0].output.dense.weight, ref["enc:bert.encoder.layer.0.output.dense.weight"])
+    assert model.encode_text(["small left effusion"]).shape == (1, 16)
