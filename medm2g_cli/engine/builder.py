@@ -203,7 +203,8 @@ def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | N
 
 def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = None, clip: Path | None = None,
                          bert: Path | None = None, gpt2: Path | None = None,
-                         tokenizer_texts: list[str] | None = None, optimus: Path | None = None) -> Any:
+                         tokenizer_texts: list[str] | None = None, optimus: Path | None = None,
+                         versatile: Path | None = None) -> Any:
     """A MedM2G whose components come from local pretrained folders where given.
 
     ``sd15``: a diffusers-layout Stable Diffusion folder (``unet/``, ``vae/``); every imaging
@@ -213,7 +214,8 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
     ``clip``: a transformers CLIP folder (text encoder, RGB->1 vision encoders, tokenizer);
     ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers;
     ``optimus``: a local Optimus folder (``encoder/``, ``decoder/`` with their tokenizers; see
-    :mod:`medm2g_cli.engine.transfer`) for the whole text VAE, latent connectors included.
+    :mod:`medm2g_cli.engine.transfer`) for the whole text VAE, latent connectors included;
+    ``versatile``: a local Versatile Diffusion folder whose ``text_unet/`` becomes the text diffuser.
     """
     # From the subpackage: mypy types the top-level ``diffusers`` names as torch-less dummy classes.
     from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -283,6 +285,13 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
         for m in cfg.image_modalities:
             parts[f"image_encoder_{m}"] = copy.deepcopy(vision)
         prov["clip"] = str(clip)
+    if versatile is not None and cfg.has_text:
+        from .transfer import VersatileTextUNet, check_versatile_fits, load_versatile_text_unet
+
+        vd = load_versatile_text_unet(versatile)
+        check_versatile_fits(vd, cfg.text.latent_dim, cfg.cross_attention_dim, Path(versatile))
+        parts["unet_text"] = VersatileTextUNet.from_unet(vd)
+        prov["versatile"] = str(versatile)
     if cfg.has_text and optimus is not None:
         from .transfer import load_optimus
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import WeightsError
@@ -84,14 +86,34 @@ def load_versatile_text_unet(path: str | Path) -> Any:
     return model.eval()
 
 
-class VersatileTextUNet(nn.Module):
-    """VD's ``UNetFlatConditionModel`` behind the MedM2G text-UNet call: ``(z [B, D], t, tokens) -> eps [B, D]``."""
+class VersatileTextUNet(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: ModelMixin/ConfigMixin type config_name differently
+    """VD's ``UNetFlatConditionModel`` behind the MedM2G text-UNet call: ``(z [B, D], t, tokens) -> eps [B, D]``.
 
-    def __init__(self, unet: Any) -> None:
+    A model-folder component (``unet_text``) like :class:`~medm2g_cli.engine.unet.FlatUNet`: its
+    ``config.json`` holds VD's UNet config, its safetensors VD's weights under ``unet.``.
+    """
+
+    @register_to_config
+    def __init__(self, unet_config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.unet = unet
-        dims = unet.config.in_channels
-        self.latent_dim = int(dims[0] if isinstance(dims, (list, tuple)) else dims)
+        from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import (
+            UNetFlatConditionModel,
+        )
+
+        self.unet = UNetFlatConditionModel.from_config(dict(unet_config or {}))
+
+    @classmethod
+    def from_unet(cls, unet: Any) -> VersatileTextUNet:
+        """Wrap a loaded ``UNetFlatConditionModel`` (its weights copied)."""
+        out = cls(unet_config={k: v for k, v in dict(unet.config).items() if not k.startswith("_")})
+        out.unet.load_state_dict(unet.state_dict())
+        return out
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of the latent vector the UNet denoises."""
+        dims = self.unet.config.in_channels
+        return int(dims[0] if isinstance(dims, (list, tuple)) else dims)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor) -> torch.Tensor:
@@ -100,6 +122,16 @@ class VersatileTextUNet(nn.Module):
         t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(b)
         out = self.unet(sample.reshape(b, -1, 1, 1), t, encoder_hidden_states=encoder_hidden_states).sample
         return out.reshape(b, -1)
+
+
+def check_versatile_fits(unet: Any, latent_dim: int, cross_attention_dim: int, path: Path) -> None:
+    """Refuse a VD text UNet whose latent or cross-attention width differs from the model's."""
+    dims = unet.config.in_channels
+    d = int(dims[0] if isinstance(dims, (list, tuple)) else dims)
+    if d != latent_dim or int(unet.config.cross_attention_dim) != cross_attention_dim:
+        raise WeightsError(f"Versatile Diffusion text UNet in '{path}' is {d}-d with cross-attention "
+                           f"{unet.config.cross_attention_dim}, the model's text branch {latent_dim}-d with {cross_attention_dim}",
+                           "use a preset with the same widths (full: 768 and 768) or give the matching folder")
 
 
 # --------------------------------------------------------------------------------------- Optimus

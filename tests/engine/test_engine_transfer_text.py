@@ -27,7 +27,7 @@ def test_versatile_text_unet_loads_and_runs_behind_the_medm2g_interface(tmp_path
                                  up_block_types=("UpBlockFlat", "CrossAttnUpBlockFlat"), cross_attention_dim=24,
                                  attention_head_dim=2, norm_num_groups=8).eval()
     ref.save_pretrained(tmp_path / "vd" / "text_unet")  # diffusers' own save: the public folder layout
-    unet = VersatileTextUNet(load_versatile_text_unet(tmp_path / "vd"))
+    unet = VersatileTextUNet.from_unet(load_versatile_text_unet(tmp_path / "vd"))
     z, tokens, t = torch.randn(2, 32), torch.randn(2, 3, 24), torch.tensor([5, 700])
     with torch.no_grad():
         want = ref(z[:, :, None, None], t, encoder_hidden_states=tokens).sample.reshape(2, -1)
@@ -113,3 +113,40 @@ def test_weights_init_takes_the_whole_text_vae_from_optimus(tmp_path: Path, caps
     assert torch.equal(tv.heads.to_past.weight, ref["dec:transformer.linear.weight"])
     assert torch.equal(tv.encoder.encoder.layer[0].output.dense.weight, ref["enc:bert.encoder.layer.0.output.dense.weight"])
     assert model.encode_text(["small left effusion"]).shape == (1, 16)
+
+
+def test_weights_init_takes_the_text_diffuser_from_versatile_diffusion(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--versatile: VD's text UNet becomes unet_text, survives save/load, and trains (text diffusion loss)."""
+    from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import UNetFlatConditionModel
+
+    from medm2g_cli.engine import MedM2G
+    from medm2g_cli.main import run
+
+    torch.manual_seed(4)
+    ref = UNetFlatConditionModel(sample_size=1, in_channels=(32, 1, 1), out_channels=(32, 1, 1), block_out_channels=(16, 32),
+                                 layers_per_block=1, down_block_types=("CrossAttnDownBlockFlat", "DownBlockFlat"),
+                                 up_block_types=("UpBlockFlat", "CrossAttnUpBlockFlat"), cross_attention_dim=32,
+                                 attention_head_dim=2, norm_num_groups=8).eval()
+    ref.save_pretrained(tmp_path / "vd" / "text_unet")
+    try:
+        run(["weights", "init", "--preset", "tiny", "--versatile", str(tmp_path / "vd"), "-o", str(tmp_path / "m")])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    model = MedM2G.from_pretrained(tmp_path / "m")
+    unet = model.component("unet_text")
+    assert type(unet).__name__ == "VersatileTextUNet"
+    z, tokens, t = torch.randn(2, 32), torch.randn(2, 3, 32), torch.tensor([3, 900])
+    with torch.no_grad():
+        want = ref(z[:, :, None, None], t, encoder_hidden_states=tokens).sample.reshape(2, -1)
+        assert torch.allclose(unet(z, t, tokens), want, atol=1e-6)
+    model.train()
+    loss = model.diffusion_loss("text", torch.randn(2, 32), model.embed_text(["a", "b"]).detach())
+    loss.backward()
+    assert any(p.grad is not None for p in unet.parameters())
+    # widths that do not fit the model are refused with one line
+    try:
+        run(["weights", "init", "--preset", "small", "--versatile", str(tmp_path / "vd"), "-o", str(tmp_path / "bad")])
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "Versatile Diffusion text UNet" in capsys.readouterr().err and not (tmp_path / "bad").exists()
