@@ -57,6 +57,9 @@ class ImageBranchConfig:
     attention_levels: tuple[bool, ...] = (True, True, True, False)
     num_heads: int = 8
     norm_num_groups: int = 32
+    # Table A3 also lists "head channels 32", which 8 heads over 320 channels contradict (8 x 40). None
+    # keeps SD-1.5's 8 heads at every level; 32 gives channels/32 heads per level (10/20/40/40) instead.
+    head_channels: int | None = None
 
     @property
     def latent_size(self) -> int:
@@ -109,6 +112,30 @@ class EncoderConfig:
     vision_heads: int = 16
     vision_image_size: int = 224
     vision_patch_size: int = 14
+    # Named CLIP size these fields came from (CLIP_SCALES); "" = set field by field. Overriding it
+    # (e.g. ``model: {encoders: {scale: vit-l}}``) resets every other field to that size first.
+    scale: str = ""
+
+
+CLIP_SCALES: dict[str, dict[str, int]] = {
+    # OpenAI CLIP ViT-B/16: the size the supplement reports its tables with (Table A10, text under it)
+    "vit-b": {"embed_dim": 512, "text_hidden": 512, "text_layers": 12, "text_heads": 8, "vision_hidden": 768,
+              "vision_layers": 12, "vision_heads": 12, "vision_image_size": 224, "vision_patch_size": 16},
+    # OpenAI CLIP ViT-L/14 (CoDi's prompt encoder)
+    "vit-l": {"embed_dim": 768, "text_hidden": 768, "text_layers": 12, "text_heads": 12, "vision_hidden": 1024,
+              "vision_layers": 24, "vision_heads": 16, "vision_image_size": 224, "vision_patch_size": 14},
+    # OpenCLIP ViT-H/14
+    "vit-h": {"embed_dim": 1024, "text_hidden": 1024, "text_layers": 24, "text_heads": 16, "vision_hidden": 1280,
+              "vision_layers": 32, "vision_heads": 16, "vision_image_size": 224, "vision_patch_size": 14},
+}
+"""Prompt-encoder sizes of Table A10 (ViT-B, ViT-L, ViT-H), selected with ``encoders.scale``."""
+
+
+def clip_encoders(scale: str, base: EncoderConfig | None = None) -> EncoderConfig:
+    """``base`` (default: a fresh EncoderConfig) with the CLIP size ``scale`` (vit-b|vit-l|vit-h)."""
+    if scale not in CLIP_SCALES:
+        raise ConfigError(f"unknown CLIP scale '{scale}'", f"use one of: {', '.join(CLIP_SCALES)}")
+    return dataclasses.replace(base or EncoderConfig(), scale=scale, **CLIP_SCALES[scale])
 
 
 @dataclass
@@ -170,6 +197,9 @@ class ModelConfig:
         if len(img.attention_levels) != len(img.block_out_channels):
             raise ConfigError("image.attention_levels must have one entry per UNet level",
                               f"give {len(img.block_out_channels)} booleans")
+        if img.head_channels is not None and any(c % img.head_channels for c in img.block_out_channels):
+            raise ConfigError(f"image.head_channels {img.head_channels} does not divide the UNet widths "
+                              f"{list(img.block_out_channels)}", "choose a divisor (e.g. 32) or null for num_heads")
         if img.image_size % img.autoencoder.downsample_factor:
             raise ConfigError(f"image_size {img.image_size} is not a multiple of the autoencoder factor "
                               f"{img.autoencoder.downsample_factor}", "choose another image size")
@@ -243,7 +273,8 @@ _NESTED: dict[tuple[str, str], type] = {
 
 
 def _full() -> ModelConfig:
-    return ModelConfig(preset="full")
+    # Table A3 + ViT-B prompt encoders (Table A10: the supplement's comparisons use ViT-B)
+    return ModelConfig(preset="full", encoders=clip_encoders("vit-b"))
 
 
 def _small() -> ModelConfig:
@@ -316,6 +347,9 @@ def model_preset(name: str, **overrides: Any) -> ModelConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'", f"use one of: {', '.join(PRESETS)}")
     cfg = PRESETS[name]()
+    scale = overrides.get("encoders.scale")
+    if scale:  # a named CLIP size first, so field overrides given next to it still apply
+        cfg.encoders = clip_encoders(str(scale), cfg.encoders)
     for key, value in overrides.items():
         target: Any = cfg
         parts = key.split(".")

@@ -143,6 +143,9 @@ FLOWS: dict[str, tuple[str, str]] = {
     "text-ct": ("text", "ct"),
     "text-mri": ("text", "mri"),
     "ct-mri": ("ct", "mri"),
+    # Supplement B names an "Xray-CT" pre-training domain but Table A1 lists no X-ray-CT data: selectable
+    # (--flows xray-ct, for data with both), not in the default chain.
+    "xray-ct": ("xray", "ct"),
     **{f"{a}-{b}": (a, b) for a in MRI_CONTRASTS for b in MRI_CONTRASTS if a < b},
 }
 """Paired flows for cross-guided multi-flow training (section 1.5 of method.md)."""

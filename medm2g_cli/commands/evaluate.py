@@ -75,6 +75,7 @@ def evaluate_model(
     data: Annotated[Path | None, typer.Option("--data", help="Prepared folder (from medm2g prepare / phantom).", show_default=False)] = None,
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Model folder.", show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="Split to score (the supplement reports test).")] = "test",
+    target: Annotated[str | None, typer.Option("--target", help="Another direction the dataset reports (BraTS: t1ce, the default, or flair).", show_default=False)] = None,
     output: OutDir = None,
     fid_weights: FidWeights = None,
     steps: Steps = None,
@@ -90,8 +91,8 @@ def evaluate_model(
 ) -> None:
     """Run a model on a prepared split and score it like the paper (when no subcommand is given).
 
-    The direction is the dataset's default (IXI: T2+T1->PD, BraTS: T2+T1+FLAIR->T1ce, Gold Atlas:
-    T2->CT, report generation: X-ray->report). --dataset defaults to the prepared folder's dataset.
+    The direction is the dataset's default (IXI: T2+T1->PD, BraTS: T2+T1+FLAIR->T1ce or, with
+    --target flair, T2+T1ce+T1->FLAIR, Gold Atlas: T2->CT, report generation: X-ray->report). --dataset defaults to the prepared folder's dataset.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -111,7 +112,7 @@ def evaluate_model(
         report = run_model_eval(dataset, task, data, weights, split, output, fid_weights=fid_weights, steps=steps,
                                 guidance=guidance, sampler=sampler, seed=seed, device=device,
                                 batch_size=batch_size or 8, overwrite=overwrite, max_subjects=max_subjects,
-                                meteor=not no_meteor)
+                                meteor=not no_meteor, target=target)
     written = [output / n for n in ("summary.json", "per_case.csv", "results.md")] if output else None
     _render(report, json_out, output, overwrite, written=written)
 

@@ -14,7 +14,7 @@ import typer
 from ._common import JsonOut, Overwrite, console, print_json
 
 Data = Annotated[list[Path] | None, typer.Option("--data", "-d", help="Prepared data folder (repeat for several).", show_default=False)]
-Out = Annotated[Path, typer.Option("--output", "-o", help="Run folder (config, metrics.jsonl, checkpoint-<step>/, model/).")]
+Out = Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (config, metrics.jsonl, checkpoint-<step>/, model/).", show_default=False)]
 TrainSteps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps per stage.", show_default=False)]
 TrainBatch = Annotated[int | None, typer.Option("--batch-size", help="Samples per process per micro-step.", show_default=False)]
 Lr = Annotated[float | None, typer.Option("--lr", help="Learning rate (AdamW).", show_default=False)]
@@ -29,6 +29,8 @@ CacheLatents = Annotated[bool, typer.Option("--cache-latents", help="Encode each
 Workers = Annotated[int | None, typer.Option("--workers", help="Data-loading worker processes.", show_default=False)]
 Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also log to RUN/tensorboard (needs the tensorboard package).")]
 Cpu = Annotated[bool, typer.Option("--cpu", help="Train on the CPU even when a GPU is visible.")]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the fully resolved configuration as JSON (a valid --config) and exit without training; needs no --data or -o.")]
+TotalBatch = Annotated[int | None, typer.Option("--total-batch-size", help="Samples per optimizer step over all processes; sets --grad-accum (must divide by processes x --batch-size).", show_default=False)]
 
 PRETRAIN_EPILOG = (
     "Examples:\n\n"
@@ -107,12 +109,27 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
+def _print_config(req: Any) -> None:
+    from ..training.print_config import resolved_config
+
+    if _is_main():
+        print_json(resolved_config(req))
+
+
+def _need_output(output: Path | None) -> Path:
+    if output is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("no run folder given", "pass -o RUN_DIR (or --print-config to only show the configuration)")
+    return output
+
+
 def register(app: typer.Typer) -> None:
     """Add ``pretrain`` and ``finetune`` to the root app."""
 
     @app.command("pretrain", epilog=PRETRAIN_EPILOG)
     def pretrain(
-        output: Out,
+        output: Out = None,
         data: Data = None,
         config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/JSON run config (see examples/pretrain_tiny.yaml).", show_default=False)] = None,
         preset: Annotated[str | None, typer.Option("--preset", help="Model size: tiny|small|full.", show_default=False)] = None,
@@ -129,6 +146,7 @@ def register(app: typer.Typer) -> None:
         resume: Resume = False,
         mixed_precision: MixedPrecision = None,
         grad_accum: GradAccum = None,
+        total_batch_size: TotalBatch = None,
         ema: Ema = False,
         gradient_checkpointing: GradCkpt = False,
         cache_latents: CacheLatents = False,
@@ -137,6 +155,7 @@ def register(app: typer.Typer) -> None:
         cpu: Cpu = False,
         overwrite: Overwrite = False,
         json_out: JsonOut = False,
+        print_config: PrintConfig = False,
     ) -> None:
         """Pre-train MedM2G: autoencoders, central alignment + visual invariance, diffusion, multi-flow."""
         from dataclasses import replace
@@ -144,14 +163,14 @@ def register(app: typer.Typer) -> None:
         from ..training import runner
         from ..training import stages as stages_mod
 
-        req = runner.RunRequest(run_dir=output, data=list(data or []), preset=preset, init=init,
+        req = runner.RunRequest(run_dir=output or Path(), data=list(data or []), preset=preset, init=init,
                                 resume=resume, overwrite=overwrite, cpu=True if cpu else None)
         explicit = {k for k, v in {"preset": preset, "init": init, "data": data, "stages": stages, "flows": flows,
                                    "flow_schedule": flow_schedule}.items() if v}
         overrides = _loop_overrides(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
                                     seed=seed, mixed_precision=mixed_precision, grad_accum=grad_accum, ema=ema,
                                     gradient_checkpointing=gradient_checkpointing, workers=workers,
-                                    tensorboard=tensorboard)
+                                    tensorboard=tensorboard, total_batch_size=total_batch_size)
         explicit |= set(overrides)
         if config is not None:
             req = runner.apply_config(req, runner.load_config_file(config), explicit)
@@ -166,6 +185,10 @@ def register(app: typer.Typer) -> None:
             req.options = replace(req.options, cache_latents=True)
         if pairs:
             req.options = replace(req.options, pairs=tuple(p.strip() for p in pairs.split(",") if p.strip()))
+        if print_config:
+            _print_config(req)
+            return
+        req.run_dir = _need_output(output)
         summary = runner.run(req, reporter=RichReporter(enabled=not json_out and _is_main()))
         if _is_main():
             _render(summary, json_out)
@@ -173,20 +196,23 @@ def register(app: typer.Typer) -> None:
     @app.command("finetune")
     def finetune(
         task: Annotated[str, typer.Argument(help="report-generation | image-generation | mri-synthesis | mri-ct-translation | xray-generation")],
-        init: Annotated[Path, typer.Option("--init", help="Pre-trained model folder to start from.")],
-        output: Out,
+        init: Annotated[Path | None, typer.Option("--init", help="Pre-trained model folder to start from.", show_default=False)] = None,
+        output: Out = None,
         data: Data = None,
-        preset: Annotated[str | None, typer.Option("--preset", help="Expected preset of --init (checked).", show_default=False)] = None,
+        config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/JSON run config (e.g. a --print-config output) over the task's defaults.", show_default=False)] = None,
+        preset: Annotated[str | None, typer.Option("--preset", help="Expected preset of --init (checked); with --print-config and no --init, the preset described.", show_default=False)] = None,
         steps: TrainSteps = None,
         batch_size: TrainBatch = None,
         lr: Lr = None,
         max_report_length: Annotated[int | None, typer.Option("--max-report-length", help="Report length limit in tokens (task default 45/50).", show_default=False)] = None,
-        flows: Annotated[str | None, typer.Option("--flows", help="Override the task's flows.", show_default=False)] = None,
+        flows: Annotated[str | None, typer.Option("--flows", help="Train these cross-guided flows (multiflow stage) instead of the task's diffusion pairs.", show_default=False)] = None,
+        pairs: Annotated[str | None, typer.Option("--pairs", help="Override the task's diffusion pairs TARGET<SOURCE[+SOURCE] (default: what eval measures).", show_default=False)] = None,
         checkpoint_every: CkptEvery = None,
         seed: TrainSeed = None,
         resume: Resume = False,
         mixed_precision: MixedPrecision = None,
         grad_accum: GradAccum = None,
+        total_batch_size: TotalBatch = None,
         ema: Ema = False,
         gradient_checkpointing: GradCkpt = False,
         cache_latents: CacheLatents = False,
@@ -195,19 +221,38 @@ def register(app: typer.Typer) -> None:
         cpu: Cpu = False,
         overwrite: Overwrite = False,
         json_out: JsonOut = False,
+        print_config: PrintConfig = False,
     ) -> None:
-        """Fine-tune a pre-trained model on one of the five tasks with the supplement's hyper-parameters."""
+        """Fine-tune a pre-trained model on one of the five tasks with the supplement's hyper-parameters.
+
+        The task trains the conditioning `medm2g eval` measures for the dataset (IXI: pd<t1+t2; BraTS:
+        t1ce<flair+t1+t2 and flair<t1+t1ce+t2; Gold Atlas: ct<t2 and t2<ct; reports: text<xray; ...).
+        """
+        from ..errors import ConfigError
         from ..training import runner
 
+        loop_over = _loop_overrides(steps=steps, checkpoint_every=checkpoint_every, seed=seed,
+                                    mixed_precision=mixed_precision, grad_accum=grad_accum, ema=ema,
+                                    gradient_checkpointing=gradient_checkpointing, workers=workers,
+                                    tensorboard=tensorboard, total_batch_size=total_batch_size)
+        if init is None and not print_config:
+            raise ConfigError("finetune needs --init MODEL", "pass the pre-trained model folder to start from")
         req = runner.finetune_request(
             task, init, list(data or []), output, preset=preset, batch_size=batch_size, lr=lr,
-            max_report_length=max_report_length, flows=flows,
-            **_loop_overrides(steps=steps, checkpoint_every=checkpoint_every, seed=seed, mixed_precision=mixed_precision,
-                              grad_accum=grad_accum, ema=ema, gradient_checkpointing=gradient_checkpointing,
-                              workers=workers, tensorboard=tensorboard),
+            max_report_length=max_report_length, flows=flows, pairs=pairs, **loop_over,
             cache_latents=cache_latents, resume=resume, overwrite=overwrite,
         )
+        if init is None:  # --print-config without a model: describe the preset (default full)
+            req.preset = preset or "full"
+        if config is not None:
+            explicit = set(loop_over) | {k for k, v in {"init": init, "data": data, "flows": flows}.items() if v}
+            explicit |= {k for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None}
+            req = runner.apply_config(req, runner.load_config_file(config), explicit)
         req.cpu = True if cpu else None
+        if print_config:
+            _print_config(req)
+            return
+        req.run_dir = _need_output(output)
         summary = runner.run(req, reporter=RichReporter(enabled=not json_out and _is_main()))
         if _is_main():
             _render(summary, json_out)

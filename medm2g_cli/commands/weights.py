@@ -36,6 +36,8 @@ def init(
     clip: Annotated[Path | None, typer.Option("--clip", help="Local transformers CLIP folder: text encoder, vision encoders (RGB->1 channel), tokenizer.", show_default=False)] = None,
     bert: Annotated[Path | None, typer.Option("--bert", help="Local transformers BERT folder: text VAE encoder and its tokenizer.", show_default=False)] = None,
     gpt2: Annotated[Path | None, typer.Option("--gpt2", help="Local transformers GPT-2 folder: text VAE decoder and its tokenizer.", show_default=False)] = None,
+    versatile: Annotated[Path | None, typer.Option("--versatile", help="Local Versatile Diffusion folder (diffusers layout, text_unet/ in safetensors): the text diffuser.", show_default=False)] = None,
+    optimus: Annotated[Path | None, typer.Option("--optimus", help="Local Optimus folder (encoder/, decoder/ in safetensors, with tokenizers): the whole text VAE.", show_default=False)] = None,
     modalities: Annotated[str | None, typer.Option("--modalities", help="Comma-separated subset, e.g. text,xray (default: all).", show_default=False)] = None,
     conditioning: Annotated[str, typer.Option("--conditioning", help="context (cross-attended source tokens) | concat (stacked source latents).")] = "context",
     texts: Annotated[Path | None, typer.Option("--texts", help="Text file (one report per line) to train the tokenizer on.", show_default=False)] = None,
@@ -62,8 +64,9 @@ def init(
     from ..engine.io import parameter_counts
 
     with console().status(f"building the {preset} model"):
-        if any(p is not None for p in (sd15, clip, bert, gpt2)):
-            model = init_from_pretrained(cfg, seed=seed, sd15=sd15, clip=clip, bert=bert, gpt2=gpt2,
+        if any(p is not None for p in (sd15, clip, bert, gpt2, optimus, versatile)):
+            model = init_from_pretrained(cfg, seed=seed, sd15=sd15, clip=clip, bert=bert, gpt2=gpt2, optimus=optimus,
+                                         versatile=versatile,
                                          tokenizer_texts=corpus)
         else:
             model = MedM2G.from_config(cfg, seed=seed, tokenizer_texts=corpus)

@@ -49,13 +49,14 @@ def compute_scale_factor(vae: AutoencoderKL, images: torch.Tensor, batch_size: i
 
 
 def adapt_rgb_autoencoder(src: AutoencoderKL, cfg: ImageBranchConfig | None = None) -> AutoencoderKL:
-    """A 1-channel copy of a 3-channel (RGB) autoencoder such as SD-1.5's.
+    """A 1-channel copy of a 3-channel (RGB) autoencoder such as SD-1.5's that keeps its function.
 
-    The first convolution takes the mean of its weights over the three input channels and the
-    last convolution the mean of its three output channels' weights and biases (the decoded grey
-    value is the mean of R, G and B). Every other tensor is copied unchanged. Using the mean
-    rather than the sum on the input side keeps activations at the scale of one channel; the
-    latent scale factor is recomputed on the user's data anyway.
+    On a grey image x (in [-1, 1]) the copy computes what ``src`` computes on x replicated to RGB:
+    the first convolution *sums* its weights over the three input channels (conv(W, [x, x, x]) =
+    conv(sum_c W_c, x)), and the last convolution takes the *mean* of its three output channels'
+    weights and biases, so the decoded grey value is the mean of SD's R, G and B. Every other tensor
+    is copied unchanged. (Taking the mean on the input side instead scales the first activations by
+    1/3 and, through the non-linear encoder, moves the latents by ~50 %.)
     """
     conf = dict(src.config)
     conf["in_channels"] = 1
@@ -63,7 +64,7 @@ def adapt_rgb_autoencoder(src: AutoencoderKL, cfg: ImageBranchConfig | None = No
     conf = {k: v for k, v in conf.items() if not k.startswith("_")}
     dst = AutoencoderKL(**conf)
     state = src.state_dict()
-    state["encoder.conv_in.weight"] = state["encoder.conv_in.weight"].mean(dim=1, keepdim=True)
+    state["encoder.conv_in.weight"] = state["encoder.conv_in.weight"].sum(dim=1, keepdim=True)
     state["decoder.conv_out.weight"] = state["decoder.conv_out.weight"].mean(dim=0, keepdim=True)
     state["decoder.conv_out.bias"] = state["decoder.conv_out.bias"].mean(dim=0, keepdim=True)
     dst.load_state_dict(state)

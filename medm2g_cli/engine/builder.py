@@ -124,8 +124,27 @@ def _kind(conf: dict, key: str, expected: tuple[str, ...], what: str, path: Path
                            f"give a {what} folder (config {key} {' or '.join(expected)})")
 
 
+def clip_pixel_stats(path: Path) -> tuple[list[float], list[float]]:
+    """The image mean/std of a CLIP folder's ``preprocessor_config.json`` (OpenAI's when absent)."""
+    import json
+
+    from .encoders import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+    mean, std = list(CLIP_PIXEL_MEAN), list(CLIP_PIXEL_STD)
+    f = path / "preprocessor_config.json"
+    if f.is_file():
+        try:
+            conf = json.loads(f.read_text(encoding="utf-8"))
+            mean, std = list(conf.get("image_mean", mean)), list(conf.get("image_std", std))
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise WeightsError(f"'{f}' is not valid JSON", "restore the CLIP folder's preprocessor_config.json") from exc
+    if len(mean) != 3 or len(std) != 3:
+        raise WeightsError(f"'{f}' does not give three image_mean/image_std values", "use an RGB CLIP folder")
+    return mean, std
+
+
 def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | None = None,
-                      bert: Path | None = None, gpt2: Path | None = None) -> ModelConfig:
+                      bert: Path | None = None, gpt2: Path | None = None, optimus: Path | None = None) -> ModelConfig:
     """``cfg`` with the architecture fields the given pretrained folders dictate."""
     import json
 
@@ -162,7 +181,7 @@ def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | N
             text_heads=tc.get("num_attention_heads", 8), text_max_positions=tc.get("max_position_embeddings", 77),
             vision_hidden=vc.get("hidden_size", 768), vision_layers=vc.get("num_hidden_layers", 12),
             vision_heads=vc.get("num_attention_heads", 12), vision_image_size=vc.get("image_size", 224),
-            vision_patch_size=vc.get("patch_size", 32),
+            vision_patch_size=vc.get("patch_size", 32), scale="",
         )
     if bert is not None:
         c = json.loads((_folder(bert, "BERT", ("config.json",)) / "config.json").read_text())
@@ -174,12 +193,18 @@ def pretrained_config(cfg: ModelConfig, sd15: Path | None = None, clip: Path | N
         _kind(c, "model_type", ("gpt2",), "GPT-2", Path(gpt2))
         cfg.text = dataclasses.replace(cfg.text, decoder_hidden=c["n_embd"], decoder_layers=c["n_layer"],
                                        decoder_heads=c["n_head"])
+    if optimus is not None:
+        from .transfer import optimus_dims
+
+        dims: dict[str, Any] = dict(optimus_dims(optimus))
+        cfg.text = dataclasses.replace(cfg.text, **dims)
     return cfg.validate()
 
 
 def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = None, clip: Path | None = None,
                          bert: Path | None = None, gpt2: Path | None = None,
-                         tokenizer_texts: list[str] | None = None) -> Any:
+                         tokenizer_texts: list[str] | None = None, optimus: Path | None = None,
+                         versatile: Path | None = None) -> Any:
     """A MedM2G whose components come from local pretrained folders where given.
 
     ``sd15``: a diffusers-layout Stable Diffusion folder (``unet/``, ``vae/``); every imaging
@@ -187,7 +212,10 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
     channel, see :func:`adapt_rgb_autoencoder`; in ``concat`` mode the UNet's extra input channels
     start at zero). Context encoders and conditioners (cross-guidance) stay freshly initialised.
     ``clip``: a transformers CLIP folder (text encoder, RGB->1 vision encoders, tokenizer);
-    ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers.
+    ``bert``/``gpt2``: transformers folders for the text VAE encoder/decoder and their tokenizers;
+    ``optimus``: a local Optimus folder (``encoder/``, ``decoder/`` with their tokenizers; see
+    :mod:`medm2g_cli.engine.transfer`) for the whole text VAE, latent connectors included;
+    ``versatile``: a local Versatile Diffusion folder whose ``text_unet/`` becomes the text diffuser.
     """
     # From the subpackage: mypy types the top-level ``diffusers`` names as torch-less dummy classes.
     from diffusers.models import AutoencoderKL, UNet2DConditionModel
@@ -200,8 +228,13 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
 
     from .model import MedM2G
 
-    cfg = pretrained_config(cfg, sd15, clip, bert, gpt2)
+    if optimus is not None and (bert is not None or gpt2 is not None):
+        raise WeightsError("--optimus gives the whole text VAE; --bert/--gpt2 would replace half of it",
+                           "pass either --optimus or --bert/--gpt2")
+    cfg = pretrained_config(cfg, sd15, clip, bert, gpt2, optimus)
     toks: dict[str, Any] = {}
+    if optimus is not None:
+        bert, gpt2 = Path(optimus) / "encoder", Path(optimus) / "decoder"  # for their tokenizers
     for key, path in (("clip", clip), ("bert", bert), ("gpt2", gpt2)):
         if path is not None:
             try:
@@ -248,11 +281,24 @@ def init_from_pretrained(cfg: ModelConfig, seed: int = 0, sd15: Path | None = No
             tconf.projection_dim = vconf.projection_dim = full.projection_dim
         parts["text_encoder"] = load(CLIPTextModelWithProjection, Path(clip), "CLIP text encoder", config=tconf)
         vision = adapt_rgb_vision_encoder(load(CLIPVisionModelWithProjection, Path(clip), "CLIP vision encoder",
-                                               config=vconf))
+                                               config=vconf), *clip_pixel_stats(Path(clip)))
         for m in cfg.image_modalities:
             parts[f"image_encoder_{m}"] = copy.deepcopy(vision)
         prov["clip"] = str(clip)
-    if cfg.has_text:
+    if versatile is not None and cfg.has_text:
+        from .transfer import VersatileTextUNet, check_versatile_fits, load_versatile_text_unet
+
+        vd = load_versatile_text_unet(versatile)
+        check_versatile_fits(vd, cfg.text.latent_dim, cfg.cross_attention_dim, Path(versatile))
+        parts["unet_text"] = VersatileTextUNet.from_unet(vd)
+        prov["versatile"] = str(versatile)
+    if cfg.has_text and optimus is not None:
+        from .transfer import load_optimus
+
+        tv = parts["text_vae"]
+        tv.encoder, tv.decoder, tv.heads = load_optimus(optimus)
+        prov["optimus"] = str(optimus)
+    elif cfg.has_text:
         tv = parts["text_vae"]
         if bert is not None:
             tv.encoder = load(BertModel, Path(bert), "BERT")

@@ -55,14 +55,38 @@ def build_vision_encoder(cfg: EncoderConfig) -> CLIPVisionModelWithProjection:
     return CLIPVisionModelWithProjection(conf)
 
 
-def adapt_rgb_vision_encoder(src: CLIPVisionModelWithProjection) -> CLIPVisionModelWithProjection:
-    """A 1-channel copy of an RGB CLIP vision encoder (patch-embedding weights averaged over RGB)."""
+CLIP_PIXEL_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_PIXEL_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+"""OpenAI CLIP's image normalisation (``CLIPImageProcessor`` image_mean / image_std)."""
+
+
+def adapt_rgb_vision_encoder(src: CLIPVisionModelWithProjection,
+                             mean: Sequence[float] = CLIP_PIXEL_MEAN, std: Sequence[float] = CLIP_PIXEL_STD
+                             ) -> CLIPVisionModelWithProjection:
+    """A 1-channel copy of an RGB CLIP vision encoder that keeps its function on grey images.
+
+    The copy takes a grey image x in the model range [-1, 1] (what :meth:`MedM2G.embed_image`
+    feeds) and gives the embedding ``src`` gives for x replicated to RGB as CLIP's processor
+    prepares it: p = (x + 1) / 2 in [0, 1], then (p - mean_c) / std_c per channel. That input is
+    affine in x, so the normalisation folds into the weights: the patch convolution (no bias, stride =
+    kernel) gets sum_c W_c / (2 std_c), and the constant part, sum_c (0.5 - mean_c) / std_c * sum(W_c),
+    one vector per output channel, is added to the position embeddings of the patch tokens (not the
+    class token, which never passes the convolution). Every other tensor is copied unchanged.
+    """
     conf = src.config.__class__.from_dict(src.config.to_dict())
     conf.num_channels = 1
     dst = CLIPVisionModelWithProjection(conf)
     state = src.state_dict()
     key = "vision_model.embeddings.patch_embedding.weight"
-    state[key] = state[key].mean(dim=1, keepdim=True)
+    w = state[key].double()  # [hidden, 3, k, k]
+    m = torch.tensor(list(mean), dtype=torch.float64)[None, :, None, None]
+    s = torch.tensor(list(std), dtype=torch.float64)[None, :, None, None]
+    state[key] = (w / (2 * s)).sum(dim=1, keepdim=True).to(state[key].dtype)
+    shift = (w * (0.5 - m) / s).sum(dim=(1, 2, 3))  # [hidden]
+    pos = "vision_model.embeddings.position_embedding.weight"
+    table = state[pos].clone()
+    table[1:] = (table[1:].double() + shift[None]).to(table.dtype)
+    state[pos] = table
     dst.load_state_dict(state)
     return dst
 

@@ -64,7 +64,9 @@ def _classes() -> dict[str, tuple[str, str]]:
     }
 
 
-def _class_of(name: str) -> tuple[str, str]:
+def _class_of(name: str, module: Any = None) -> tuple[str, str]:
+    if type(module).__name__ == "VersatileTextUNet":  # unet_text initialised from Versatile Diffusion
+        return ("medm2g_cli.engine.transfer", "VersatileTextUNet")
     table = _classes()
     if name in table:
         return table[name]
@@ -99,7 +101,7 @@ def save_model(model: Any, path: Path, overwrite: bool = False) -> Path:
             raise WeightsError(f"saving produced pickled files: {', '.join(p.name for p in bad)}",
                                "update diffusers/transformers (safetensors serialisation is required)")
         index: dict[str, str | list[str]] = {"_class_name": "MedM2G", "_medm2g_version": __version__}
-        index.update({n: list(_class_of(n)) for n in model.components()})
+        index.update({n: list(_class_of(n, m)) for n, m in model.components().items()})
         index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         meta = {
@@ -170,6 +172,7 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
     from .model import component_names
     from .text_vae import LatentHeads, TextVAE
     from .tokenizers import load_tokenizer
+    from .transfer import VersatileTextUNet
     from .unet import Conditioner, ContextEncoder, FlatUNet
 
     _quiet()
@@ -201,7 +204,11 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
     kinds = {"AutoencoderKL": AutoencoderKL, "UNet2DConditionModel": UNet2DConditionModel,
              "CLIPVisionModelWithProjection": CLIPVisionModelWithProjection,
              "CLIPTextModelWithProjection": CLIPTextModelWithProjection, "FlatUNet": FlatUNet,
-             "ContextEncoder": ContextEncoder, "Conditioner": Conditioner}
+             "ContextEncoder": ContextEncoder, "Conditioner": Conditioner, "VersatileTextUNet": VersatileTextUNet}
+    try:  # which class each component was saved as (unet_text: FlatUNet or VersatileTextUNet)
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        index = {}
     parts: dict[str, Any] = {}
     for name in component_names(cfg):
         if name == "text_vae":
@@ -211,7 +218,9 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
                                   load(LatentHeads, f"{name}/latent"), enc_tok, dec_tok,
                                   cfg.text.max_length, cfg.text.kl_beta)
         else:
-            parts[name] = load(kinds[_class_of(name)[1]], name)
+            listed = index.get(name) if isinstance(index, dict) else None
+            kind = listed[1] if isinstance(listed, list) and len(listed) == 2 and listed[1] in kinds else _class_of(name)[1]
+            parts[name] = load(kinds[kind], name)
     tokenizer = load_tokenizer(str(path / "tokenizer"))
     prov = dict(meta.get("provenance", {}))
     prov["loaded_from"] = str(path)

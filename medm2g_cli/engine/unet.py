@@ -49,8 +49,10 @@ def build_image_unet(cfg: ModelConfig) -> UNet2DConditionModel:
         block_out_channels=tuple(img.block_out_channels),
         layers_per_block=img.layers_per_block,
         cross_attention_dim=cfg.cross_attention_dim,
-        # diffusers' SD configs call the number of heads "attention_head_dim" (8 for SD-1.5).
-        attention_head_dim=img.num_heads,
+        # diffusers' SD configs call the number of heads "attention_head_dim" (8 for SD-1.5); with
+        # head_channels the heads per level follow the width (same parameters, another head split).
+        attention_head_dim=(img.num_heads if img.head_channels is None
+                            else tuple(ch // img.head_channels for ch in img.block_out_channels)),
         norm_num_groups=img.norm_num_groups,
     )
 

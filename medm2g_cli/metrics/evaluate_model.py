@@ -20,47 +20,9 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .fid import FIDResult
 from .protocols import CT_HU_RANGE, PROTOCOLS, ImageEvaluation, evaluate_pair, protocol_settings
+from .specs import EVAL_SPECS, KNOWN_DATASETS, TASK_ALIASES, EvalSpec, get_spec, resolve_dataset  # noqa: F401  (re-exported)
 from .tables import result_table, results_markdown
 from .text import TextEvaluation, evaluate_texts
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """What ``medm2g eval`` runs for a dataset/task: target, sources, metric kind, table setting."""
-
-    target: str
-    sources: tuple[str, ...]
-    kind: str  # "image" (PSNR/SSIM[/MAE]), "text" (BLEU...), "fid"
-    setting: str
-    mask: str = "none"
-
-
-EVAL_SPECS: dict[tuple[str, str], EvalSpec] = {
-    ("ixi", "mri-synthesis"): EvalSpec("pd", ("t2", "t1"), "image", "T2+T1→PD", "brain"),
-    ("brats2020", "mri-synthesis"): EvalSpec("t1ce", ("t2", "t1", "flair"), "image", "T2+T1+FLAIR→T1ce", "brain"),
-    ("gold-atlas-pelvis", "mri-ct-translation"): EvalSpec("ct", ("t2",), "image", "T2→CT", "body"),
-    ("mimic-cxr", "report-generation"): EvalSpec("text", ("xray",), "text", "X-ray→report"),
-    ("iu-xray", "report-generation"): EvalSpec("text", ("xray",), "text", "X-ray→report"),
-    ("mimic-cxr", "xray-generation"): EvalSpec("xray", ("text",), "fid", "report→X-ray"),
-    ("chestxray14", "image-generation"): EvalSpec("xray", ("text",), "fid", "text→X-ray"),
-    ("acdc", "image-generation"): EvalSpec("mri", ("text",), "fid", "text→MRI"),
-    ("sliver07", "image-generation"): EvalSpec("ct", ("text",), "fid", "text→CT"),
-}
-"""Default direction per dataset/task: the setting the supplement reports (Tables A4-A7)."""
-
-TASK_ALIASES = {"report": "report-generation", "mri": "mri-synthesis", "translation": "mri-ct-translation",
-                "mri-ct": "mri-ct-translation", "image": "image-generation", "xray": "xray-generation"}
-
-
-def get_spec(dataset: str, task: str) -> EvalSpec:
-    """The evaluation spec of a dataset/task, or a ConfigError listing the valid pairs."""
-    d = dataset.lower().replace("_", "-")
-    d = "brats2020" if d == "brats" else d
-    t = TASK_ALIASES.get(task.lower(), task.lower())
-    if (d, t) not in EVAL_SPECS:
-        valid = ", ".join(f"{a}/{b}" for a, b in EVAL_SPECS)
-        raise ConfigError(f"no evaluation defined for dataset '{dataset}' with task '{task}'", f"use one of: {valid}")
-    return EVAL_SPECS[(d, t)]
 
 
 @dataclass
@@ -165,9 +127,6 @@ Predictor = Callable[..., Any]
 batch — a tensor [B, 1, H, W] in [-1, 1] or a list of B reports; returns the target batch likewise
 (images [B, 1, h, w] in [-1, 1], or B reports). Row ``i`` of the batch is drawn with seed ``seed + i``."""
 
-KNOWN_DATASETS = tuple(dict.fromkeys(d for d, _ in EVAL_SPECS))
-
-
 @dataclass
 class _Sample:
     """One usable manifest record of the evaluated split."""
@@ -213,40 +172,24 @@ def engine_predictor(weights: Path, *, device: str = "cpu", steps: int | None = 
     return predict, int(model.image_size)
 
 
-def _resolve_dataset(dataset: str | None, task: str, info: dict[str, Any], keys: set[str]) -> tuple[str, EvalSpec, list[str]]:
-    """The dataset whose protocol and published rows apply, its spec, and notes.
+def _resolve_dataset(dataset: str | None, task: str, info: dict[str, Any], keys: set[str],
+                     target: str | None = None) -> tuple[str, EvalSpec, list[str]]:
+    """The dataset whose protocol and published rows apply, its spec (``target``: another reported
+    direction), and notes; see :func:`medm2g_cli.metrics.specs.resolve_dataset`."""
+    d, notes = resolve_dataset(dataset, task, str(info.get("name") or ""), keys)
+    return d, get_spec(d, task, target), notes
 
-    Given: that one. Not given: the prepared folder's name when it is a known dataset, else the
-    first dataset (in the supplement's order) whose default direction for ``task`` the folder can
-    feed (a phantom cohort prepared with ``medm2g prepare phantom`` is scored as IXI T2+T1→PD).
-    """
-    notes: list[str] = []
-    folder_name = str(info.get("name") or "")
-    fn = folder_name.lower().replace("_", "-")
-    fn = "brats2020" if fn == "brats" else fn
-    if dataset is None:
-        t = TASK_ALIASES.get(task.lower(), task.lower())
-        if (fn, t) in EVAL_SPECS:
-            dataset = fn
-        else:
-            fits = [d for (d, tk), sp in EVAL_SPECS.items() if tk == t and set(_needed(sp)) <= keys]
-            if not fits:
-                get_spec(fn or "?", task)  # raises the one-line "no evaluation defined" error
-                raise DataError(f"the prepared folder '{folder_name}' has no data for task '{task}' (it has: "
-                                f"{', '.join(sorted(keys)) or 'nothing'})", "prepare a dataset with the task's modalities")
-            dataset = fits[0]
-            notes.append(f"prepared folder '{folder_name}' scored with the {dataset} protocol "
-                         "(its published numbers are for the real dataset)")
-    spec = get_spec(dataset, task)
-    d = dataset.lower().replace("_", "-")
-    d = "brats2020" if d == "brats" else d
-    if fn and fn != d and not notes:
-        notes.append(f"prepared folder is '{folder_name}', scored as {d} (published numbers are for the real {d})")
-    return d, spec, notes
+
+def report_length(dataset: str) -> int | None:
+    """Decoded report length of ``dataset`` (supplement C.1: 45 IU X-ray, 50 MIMIC-CXR), from the
+    report-generation preset, so evaluation decodes what fine-tuning trained."""
+    from ..training.tasks import resolve_task
+
+    return resolve_task("report-generation", dataset).max_report_length
 
 
 def _needed(spec: EvalSpec) -> tuple[str, ...]:
-    return (*spec.sources, spec.target)
+    return spec.needed
 
 
 def _file_key(files: dict[str, str], key: str) -> str | None:
@@ -374,7 +317,7 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
                       dataset: str | None = None, device: str = "cpu", seed: int = 0, batch_size: int = 8,
                       guidance: float | None = None, sampler: str | None = None, fid_weights: str | Path | None = None,
                       overwrite: bool = False, meteor: bool = True, predictor: Predictor | None = None,
-                      image_size: int | None = None) -> EvalReport:
+                      image_size: int | None = None, target: str | None = None) -> EvalReport:
     """Run a model on one split of a prepared folder and score it the way the supplement's tables do.
 
     ``data_dir``: a folder from ``medm2g prepare``/``phantom`` (``dataset.json`` + ``samples.jsonl``
@@ -403,7 +346,8 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
     info, all_samples = load_manifest(data_dir)
-    d, spec, notes = _resolve_dataset(dataset, task, info, _available([r for r in all_samples if r["split"] == split]))
+    d, spec, notes = _resolve_dataset(dataset, task, info, _available([r for r in all_samples if r["split"] == split]),
+                                      target)
     t = TASK_ALIASES.get(task.lower(), task.lower())
     if spec.kind == "fid":
         from .fid import resolve_fid_weights
@@ -421,7 +365,8 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
         if weights is None:
             raise ConfigError("model evaluation needs --weights MODEL", "pass the trained model folder")
         predictor, image_size = engine_predictor(Path(weights), device=device, steps=steps, guidance=guidance,
-                                                 sampler=sampler, needed=_needed(spec))
+                                                 sampler=sampler, needed=_needed(spec),
+                                                 max_length=report_length(d) if spec.kind == "text" else None)
     size = int(image_size or 64)
     flat = [s for subj in groups for s in groups[subj]]
 

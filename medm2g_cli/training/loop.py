@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..errors import ConfigError
 from ..io.atomic import atomic_path, check_output
 from ..io.outputs import check_replaceable, write_marker
+from . import optim as optim_mod
 from .checkpoints import TRAINER_STATE, load_checkpoint, save_checkpoint
 from .checkpoints import prepare_resume as prepare_resume  # part of loop's interface (runner, tests)
 
@@ -73,6 +74,8 @@ class LoopConfig:
     plateau_factor: float | None = None
     plateau_patience: int = 0
     val_batches: int = 4
+    branch_lr: dict[str, float] | None = None  # per-branch AdamW lr (Table A3; training/optim.py)
+    total_batch_size: int | None = None  # processes x batch_size x grad_accum; sets grad_accum
 
     def validate(self) -> None:
         """Refuse impossible settings before anything is built."""
@@ -344,7 +347,7 @@ def _enable_gradient_checkpointing(module: torch.nn.Module) -> int:
     return n
 
 
-def _adamw(params: list[torch.nn.Parameter], **kw: Any) -> torch.optim.Optimizer:
+def _adamw(params: list[Any], **kw: Any) -> torch.optim.Optimizer:
     """AdamW with the fused kernel where torch has one for the parameters' device (CPU and CUDA in
     torch >= 2.4): the per-tensor Python loop of the default implementation cost 16 % of a small-preset
     training step on CPU (profiled in `make bench` figure 5). Falls back to the default elsewhere."""
@@ -402,7 +405,7 @@ def run_phase(
     for p in params:
         p.requires_grad_(True)
     betas = cast(tuple[float, float], tuple(cfg.adam_betas))
-    optimizer = _adamw(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    optimizer = _adamw(optim_mod.param_groups(job, cfg.lr, cfg.branch_lr), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.lr_schedule, cfg.steps))
     plateau = None
     if cfg.plateau_factor:
@@ -482,6 +485,7 @@ def run_phase(
             "phase": job.name, "step": step, "global_step": global_offset + step,
             **{f"loss/{k}" if k != "loss" else "loss": v for k, v in record.items()},
             "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(elapsed, 1e-9),
+            **({f"lr/{g.get('branch', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)} if len(optimizer.param_groups) > 1 else {}),
             "epoch": sampler.epoch_of(step), "time": time.time(),
         }
         epoch_now = int(sampler.epoch_of(step))

@@ -81,7 +81,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
                           "fix the syntax (YAML or JSON)") from exc
     if not isinstance(cfg, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping", "see examples/pretrain_tiny.yaml")
-    known = {"preset", "init", "data", "stages", "flows", "flow_schedule", "train", "stage_options", "model", "seed"}
+    # "task" and "resolved" are what --print-config adds: the task is checked against the command's,
+    # "resolved" is informational (recomputed from the rest)
+    known = {"preset", "init", "data", "stages", "flows", "flow_schedule", "train", "stage_options", "model", "seed",
+             "task", "resolved"}
     unknown = set(cfg) - known
     if unknown:
         raise ConfigError(f"unknown key(s) in '{path}': {', '.join(sorted(unknown))}", f"use: {', '.join(sorted(known))}")
@@ -92,18 +95,21 @@ def apply_config(req: RunRequest, cfg: dict[str, Any], explicit: set[str]) -> Ru
     """Fill ``req`` from a config file; options given on the command line (``explicit``) win."""
     if "preset" in cfg and "preset" not in explicit:
         req.preset = cfg["preset"]
-    if "init" in cfg and "init" not in explicit:
+    if cfg.get("init") is not None and "init" not in explicit:
         req.init = Path(cfg["init"])
     if "data" in cfg and "data" not in explicit:
         req.data = [Path(d) for d in (cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]])]
     if "stages" in cfg and "stages" not in explicit:
         req.stages = stages_mod.parse_stages(cfg["stages"])
-    if "flows" in cfg and "flows" not in explicit:
+    if cfg.get("flows") is not None and "flows" not in explicit:
         req.flows = list(cfg["flows"]) if isinstance(cfg["flows"], list) else str(cfg["flows"]).split(",")
     if "flow_schedule" in cfg and "flow_schedule" not in explicit:
         req.flow_schedule = cfg["flow_schedule"]
     if "model" in cfg:
-        req.model_overrides = dict(cfg["model"])
+        req.model_overrides = {**req.model_overrides, **_flatten(dict(cfg["model"]))}
+    if cfg.get("task") is not None and req.task is not None and tasks_mod.get_task(str(cfg["task"])).name != req.task:
+        raise ConfigError(f"the config was written for task '{cfg['task']}', not '{req.task}'",
+                          f"run medm2g finetune {cfg['task']} with it, or drop its task key")
     if "seed" in cfg and "seed" not in explicit:
         req.loop.seed = int(cfg["seed"])
     train = dict(cfg.get("train") or {})
@@ -153,7 +159,7 @@ def _build_model(req: RunRequest) -> tuple[Any, dict[str, Any]]:
     from ..config import model_preset
     from ..engine import MedM2G
 
-    cfg = model_preset(req.preset, **req.model_overrides)  # unknown preset/field: ConfigError
+    cfg = model_preset(req.preset, **_flatten(req.model_overrides))  # unknown preset/field: ConfigError
     # A fresh model is a function of the seed, so a resumed run rebuilds the same starting point.
     seed = req.loop.seed if req.seed_model is None else req.seed_model
     torch.manual_seed(seed)
@@ -196,7 +202,10 @@ def _calibrate(job: Any, model: Any) -> dict[str, float]:
 # and autoencoders are convolutional), e.g. continuing a 64 px model at 128 px, or fine-tuning an
 # epsilon UNet into a v-prediction one (as Stable Diffusion 2's 768-v model came from its base).
 RESOLUTION_FIELDS: tuple[str, ...] = ("image.image_size",)
-INIT_MUTABLE_FIELDS: tuple[str, ...] = (*RESOLUTION_FIELDS, "scheduler.v_prediction")
+# The noise schedule changes no parameter either: a config may fine-tune on another one (supplement
+# C.3's beta 1e-4 -> 0.02 for MRI synthesis, tasks.py); the model folder then records it and sampling follows.
+SCHEDULE_FIELDS: tuple[str, ...] = ("scheduler.beta_start", "scheduler.beta_end", "scheduler.beta_schedule")
+INIT_MUTABLE_FIELDS: tuple[str, ...] = (*RESOLUTION_FIELDS, "scheduler.v_prediction", *SCHEDULE_FIELDS)
 
 
 def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
@@ -219,6 +228,12 @@ def _apply_init_overrides(model: Any, overrides: dict[str, Any]) -> None:
             names = (value,) if isinstance(value, str) else tuple(value)
             setattr(obj, leaf, tuple(dict.fromkeys(names)))
             model.config.validate()  # the one check of the branch names
+        elif key in SCHEDULE_FIELDS:
+            setattr(obj, leaf, str(value) if leaf == "beta_schedule" else float(value))
+            if hasattr(model, "train_scheduler"):  # the training noise follows the new schedule
+                from ..engine import schedulers
+
+                model.train_scheduler = schedulers.training_scheduler(model.config.scheduler)
         elif (list(current) if isinstance(current, tuple) else current) != (list(value) if isinstance(value, tuple) else value):
             raise ConfigError(f"--init model has {key} = {current!r} but the config asks for {value!r}",
                               f"drop {key} from the config's model: section (only {', '.join(INIT_MUTABLE_FIELDS)} "
@@ -341,7 +356,10 @@ def _quiet_libraries() -> None:
 
 def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: int | None = None) -> RunSummary:
     """Run (or resume) a pretraining / fine-tuning run; returns its summary."""
+    from .print_config import resolve_loop
+
     req.loop.validate()
+    req.loop = resolve_loop(req)  # preset defaults (Table A3 for full) and total batch -> grad_accum
     _quiet_libraries()
     accelerator = loop_mod.make_accelerator(req.loop, cpu=req.cpu)
     run_dir = Path(req.run_dir)
@@ -419,11 +437,28 @@ def run(req: RunRequest, reporter: loop_mod.Reporter | None = None, stop_after: 
                       str(resume_ckpt) if resume_ckpt is not None else None)
 
 
+def _data_keys(data: Sequence[Path]) -> set[str] | None:
+    """Keys of the training split of the given folders (None when there is no readable data)."""
+    from .datasets import TrainingData
+
+    if not data or not all(Path(d).is_dir() for d in data):
+        return None
+    try:
+        return TrainingData(list(data), "train").available()
+    except DataError:
+        return None
+
+
 def finetune_request(
-    task: str, init: Path, data: Sequence[Path], run_dir: Path, *, dataset_name: str | None = None,
+    task: str, init: Path | None, data: Sequence[Path], run_dir: Path | None, *, dataset_name: str | None = None,
     **overrides: Any,
 ) -> RunRequest:
-    """A :class:`RunRequest` for one of the five fine-tuning tasks (supplement C), overridable."""
+    """A :class:`RunRequest` for one of the five fine-tuning tasks (supplement C), overridable.
+
+    The task trains the diffusion parts its evaluation uses (:func:`tasks.resolve_task`), or the
+    multiflow stage when ``flows`` are given; a task schedule marked ``apply_schedule`` becomes a model
+    override (none is: C.3's is recorded only, see tasks.py).
+    """
     loop_keys = set(loop_mod.LoopConfig.__dataclass_fields__)
     if dataset_name is None and data:
         meta = Path(data[0]) / "dataset.json"
@@ -432,18 +467,25 @@ def finetune_request(
                 dataset_name = str(json.loads(meta.read_text(encoding="utf-8")).get("name") or "") or None
             except (json.JSONDecodeError, AttributeError):
                 dataset_name = None
-    task_over = {k: v for k, v in overrides.items() if k in ("batch_size", "lr", "adam_betas", "max_report_length", "flows")}
-    preset = tasks_mod.resolve_task(task, dataset_name, **task_over)
+    task_over = {k: v for k, v in overrides.items()
+                 if k in ("batch_size", "lr", "adam_betas", "max_report_length", "flows", "pairs")}
+    preset = tasks_mod.resolve_task(task, dataset_name, _data_keys(data), **task_over)
     loop_over = {k: v for k, v in overrides.items() if k in loop_keys and v is not None and k not in task_over}
     loop_cfg = loop_mod.LoopConfig(
         batch_size=preset.batch_size, lr=preset.lr, adam_betas=preset.adam_betas,
         plateau_factor=preset.plateau_factor, plateau_patience=preset.plateau_patience, **loop_over,
     )
-    options = stages_mod.StageOptions(targets=preset.targets if preset.stage == "diffusion" else None,
+    multiflow = preset.stage == "multiflow"
+    options = stages_mod.StageOptions(pairs=None if multiflow else preset.pairs,
                                       max_report_length=preset.max_report_length,
                                       cache_latents=bool(overrides.get("cache_latents")))
+    schedule = {f"scheduler.{k}": v for k, v in (("beta_start", preset.beta_start), ("beta_end", preset.beta_end),
+                                                   ("beta_schedule", preset.beta_schedule))
+                if v is not None and preset.apply_schedule}
     return RunRequest(
-        run_dir=Path(run_dir), data=[Path(d) for d in data], preset=overrides.get("preset"), init=Path(init),
-        stages=[preset.stage], flows=list(preset.flows) or None, loop=loop_cfg, options=options,
+        run_dir=Path(run_dir) if run_dir is not None else Path(), data=[Path(d) for d in data],
+        preset=overrides.get("preset"), init=Path(init) if init is not None else None,
+        stages=[preset.stage], flows=list(preset.flows) if multiflow else None, loop=loop_cfg, options=options,
         resume=bool(overrides.get("resume")), overwrite=bool(overrides.get("overwrite")), task=preset.name,
+        model_overrides=schedule,
     )

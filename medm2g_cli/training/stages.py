@@ -334,7 +334,7 @@ class StageJob:
                 src_keys = list(b["b_key"])
                 kwargs["sources"] = [(src_keys[0] if len(set(src_keys)) == 1 else src_mod,
                                       self._latents(b["b"].to(dev), src_mod, b.get("index"), part + ":src"))]
-            out[f"{self._loss_name(target)}_{target}"] = self.model.diffusion_loss(
+            out[f"{self._loss_name(target)}_{target}_from_{cond_key}"] = self.model.diffusion_loss(
                 target, z0, cond, cond_drop_prob=self.options.cond_drop_prob, contrast=contrast, **kwargs
             )
         return out
@@ -467,13 +467,12 @@ def build_stage(
         targets = list(options.targets) if options.targets else image_mods + ([TEXT] if TEXT in avail else [])
         trained = []
         for t in targets:
-            if t == TEXT:
-                src = next((m for m in image_mods if data.with_keys(m, TEXT)), None)
-                if src is None:
-                    data.require("xray", TEXT, purpose="the text (report) diffuser")
-                # cast: when no source has reports, require() above has raised
-                add(f"{TEXT}<{src}", lambda r, s=src: PairSet(r, TEXT, s, size), (TEXT, cast(str, src)),
-                    "the text (report) diffuser")
+            if t == TEXT:  # every imaging modality with reports conditions it (X-ray->text, CT->text, Table A1)
+                srcs = [m for m in image_mods if data.with_keys(m, TEXT)]
+                if not srcs:
+                    data.require("xray", TEXT, purpose="the text (report) diffuser")  # raises: no reports
+                for src in srcs:
+                    add(f"{TEXT}<{src}", lambda r, s=src: PairSet(r, TEXT, s, size), (TEXT, src), f"the text diffuser from {src}")
             else:
                 if t not in avail:
                     data.require(t, purpose=f"the {t} diffuser")

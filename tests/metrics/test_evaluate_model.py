@@ -186,3 +186,28 @@ def test_reports_scored_with_r2gen_protocol(tmp_path):
     assert rep.summary["dataset"] == "iu-xray" and rep.summary["n_reports"] == 3
     assert {k: rep.summary["metrics"][k] for k in direct.scores} == direct.scores
     assert 0 < direct.scores["BLEU_1"] < 1
+
+
+def test_brats_flair_direction_is_evaluated_with_target(tmp_path):
+    """``eval --target flair`` on BraTS: T2+T1ce+T1 -> FLAIR, next to Table A4's FLAIR rows."""
+    root = tmp_path / "brats"
+    samples = []
+    for subj in ("a", "b"):
+        files = {key: save_slice(root, f"slices/{subj}/{key}.png", _disc(v, 6)) for key, v in
+                 (("t1", 0.2), ("t1ce", 0.4), ("t2", 0.6), ("flair", 0.8))}
+        samples.append({"id": subj, "subject": subj, "split": "test", "files": files, "meta": {"slice": 0}})
+    write_manifest(root, {"name": "brats2020", "keys": ["t1", "t1ce", "t2", "flair"]}, samples)
+    asked = []
+
+    def copy_t2(target, sources, seed=0):
+        asked.append((target, sorted(sources)))
+        return sources["t2"]
+
+    rep = evaluate_prepared(root, None, "mri-synthesis", predictor=copy_t2, image_size=SIZE, target="flair")
+    assert asked[0] == ("flair", ["t1", "t1ce", "t2"])
+    assert rep.summary["setting"] == "T2+T1ce+T1→FLAIR" and rep.summary["direction"]["target"] == "flair"
+    assert any("27.89" in " ".join(r) for r in rep.rows)  # MedM2G's published FLAIR PSNR (Table A4)
+    default = evaluate_prepared(root, None, "mri-synthesis", predictor=copy_t2, image_size=SIZE)
+    assert default.summary["direction"]["target"] == "t1ce"
+    with pytest.raises(ConfigError, match="no evaluation with target 'pd'"):
+        evaluate_prepared(root, None, "mri-synthesis", predictor=copy_t2, image_size=SIZE, target="pd")

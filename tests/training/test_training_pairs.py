@@ -35,7 +35,7 @@ def test_multi_source_part_feeds_both_sources_and_trains_the_target_unet(data):
     assert item["a_key"] == "t2" and item["src_keys"] == "t1+ct" and tuple(item["srcs"].shape[:2]) == (2, 1)
     batch = job.collate([job.dataset[i] for i in range(4)])
     out = job.compute(batch, 0)
-    assert {"eps_t2_from_t1_ct", "eps_xray"} <= set(out)
+    assert {"eps_t2_from_t1_ct", "eps_xray_from_text"} <= set(out)
     out["loss"].backward()
     # the MRI UNet's input convolution sees the concat slots: both sources must reach it
     w = model.parts["unet_mri"].conv_in.weight.grad

@@ -171,7 +171,8 @@ def test_finetune_task_preset_plateau_and_overrides(data, tmp_path):
     req = runner.finetune_request("image-generation", tmp_path / "init", [data], tmp_path / "ft", steps=6,
                                   batch_size=None, lr=None, seed=0)
     assert (req.loop.batch_size, req.loop.lr, req.loop.plateau_factor, req.loop.adam_betas) == (16, 1e-3, 0.1, (0.9, 0.999))
-    assert req.stages == ["diffusion"] and req.options.targets == ("xray", "ct", "mri")
+    # the parts eval scores a folder with reports and all three images on (chestxray14, acdc, sliver07)
+    assert req.stages == ["diffusion"] and set(req.options.pairs) == {"xray<text", "mri<text", "ct<text"}
     from medm2g_cli.engine import MedM2G
 
     MedM2G.from_preset("tiny").save_pretrained(tmp_path / "init")
@@ -184,7 +185,8 @@ def test_finetune_task_preset_plateau_and_overrides(data, tmp_path):
     # per step: it ends at step 5, where the plateau scheduler sees the validation loss.
     assert [r["step"] for r in log if "val_loss" in r] == [5]
     over = runner.finetune_request("report-generation", tmp_path / "x", [data], tmp_path / "ft2", lr=5e-5, batch_size=2)
-    assert (over.loop.lr, over.loop.batch_size, over.options.max_report_length) == (5e-5, 2, 45)
+    # an unnamed folder of X-rays + reports is evaluated (and so fine-tuned) as MIMIC-CXR: 50 tokens (C.1)
+    assert (over.loop.lr, over.loop.batch_size, over.options.max_report_length) == (5e-5, 2, 50)
 
 
 def test_init_overrides_may_switch_a_branch_to_v_prediction():
@@ -197,5 +199,8 @@ def test_init_overrides_may_switch_a_branch_to_v_prediction():
     assert model.config.scheduler.v_prediction == ("xray",) and model.predicts_v("xray")
     with pytest.raises(ConfigError, match="no branch 'ct'"):
         runner._apply_init_overrides(model, {"scheduler": {"v_prediction": ["ct"]}})
-    with pytest.raises(ConfigError, match="beta_end = 0.012 but the config asks for 0.02"):
-        runner._apply_init_overrides(model, {"scheduler": {"beta_end": 0.02}})
+    with pytest.raises(ConfigError, match="num_train_timesteps = 1000 but the config asks for 500"):
+        runner._apply_init_overrides(model, {"scheduler": {"num_train_timesteps": 500}})
+    # the noise schedule may change (supplement C.3), and the training noise follows it
+    runner._apply_init_overrides(model, {"scheduler": {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}})
+    assert float(model.train_scheduler.betas[-1]) == pytest.approx(0.02)
