@@ -35,9 +35,12 @@ PROFILE = "DICOM PS3.15 Basic Profile; Clean Descriptors Option"  # LO: at most 
 ANONYMOUS = "ANONYMOUS"
 
 # Z: kept as empty (type 2) values; D: replaced by a dummy.
-_DUMMY = {"PatientName": ANONYMOUS, "PatientID": ANONYMOUS}
+# ContentLabel (Type 1) and ContentDescription (Type 2) of the Content Identification macro (Parametric
+# Map, SR, ...) may carry operator free text: replaced/emptied (Clean Descriptors) rather than removed,
+# so the object stays valid.
+_DUMMY = {"PatientName": ANONYMOUS, "PatientID": ANONYMOUS, "ContentLabel": ANONYMOUS}
 _EMPTY = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ContentDate", "ContentTime",
-          "AccessionNumber", "StudyID", "ReferringPhysicianName")
+          "AccessionNumber", "StudyID", "ReferringPhysicianName", "ContentDescription")
 
 # X: removed (PS3.15 Table E.1-1, Basic Profile column; the attributes medm2g or common sources carry).
 _REMOVE = (
@@ -69,7 +72,7 @@ _REMOVE = (
 
 # Clean Descriptors Option: free text that may carry names (file names, MRNs typed by an operator).
 _CLEAN_REMOVE = (
-    "AcquisitionDeviceProcessingDescription", "ContentDescription", "ContentLabel", "ContentCreatorName",
+    "AcquisitionDeviceProcessingDescription", "ContentCreatorName",
     "FrameComments", "LabelText", "SeriesDescriptionCodeSequence", "ImagePresentationComments",
     "DischargeDiagnosisDescription", "ScheduledProcedureStepDescription",
     "CommentsOnThePerformedProcedureStep", "ReasonForTheRequestedProcedure", "RequestedProcedureComments",

@@ -36,7 +36,7 @@ def test_help_and_version_do_not_import_torch():
 
 def test_every_command_has_help_with_examples(capsys):
     for name in COMMAND_MODULES:
-        cmd = {"evaluate": "eval"}.get(name, name)
+        cmd = {"evaluate": "eval"}.get(name, name.replace("_", "-"))
         code, out, _ = _run([cmd, "--help"], capsys)
         assert code == 0, name
         assert "Usage" in out and "medm2g" in out, name

@@ -28,7 +28,7 @@ def ct_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _files(folder: Path) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
+    return [pydicom.dcmread(p) for p in sorted(folder.iterdir()) if not p.name.startswith(".")]  # not the .medm2g marker
 
 
 def _clean(dciodvfy, path: Path) -> None:
@@ -55,7 +55,7 @@ def test_translate_mri2ct_series_and_std_parametric_map(tmp_path: Path, mr_serie
         assert "weights" in der.DerivationDescription  # provenance: model and weights hash
         assert der.SourceImageSequence[0].ReferencedSOPInstanceUID in sources
     assert {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in mean} == set(sources)
-    _clean(dciodvfy, sorted(out.iterdir())[0])
+    _clean(dciodvfy, sorted(out.glob("*.dcm"))[0])
     (pm,) = _files(tmp_path / "sct_std")
     assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30" and pm.SyntheticData == "YES"
     assert pm.StudyInstanceUID == s0.StudyInstanceUID and pm.FrameOfReferenceUID == s0.FrameOfReferenceUID
@@ -71,7 +71,7 @@ def test_translate_mri2ct_series_and_std_parametric_map(tmp_path: Path, mr_serie
         ref = sources[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         np.testing.assert_allclose([float(v) for v in ref.ImagePositionPatient], pos, atol=1e-3)
     assert float(np.max(pm.pixel_array)) > 0
-    _clean(dciodvfy, sorted((tmp_path / "sct_std").iterdir())[0])
+    _clean(dciodvfy, sorted((tmp_path / "sct_std").glob("*.dcm"))[0])
 
 
 def test_translate_ct2mri_series_is_mr_image(tmp_path: Path, ct_series: Path, tiny_weights: Path, dciodvfy) -> None:
@@ -81,7 +81,7 @@ def test_translate_ct2mri_series_is_mr_image(tmp_path: Path, ct_series: Path, ti
     for ds in _files(out):
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and ds.ScanningSequence == "RM"
         assert ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID in sources
-    _clean(dciodvfy, sorted(out.iterdir())[-1])
+    _clean(dciodvfy, sorted(out.glob("*.dcm"))[-1])
 
 
 def test_generate_xray_secondary_capture(tmp_path: Path, tiny_weights: Path, dciodvfy) -> None:

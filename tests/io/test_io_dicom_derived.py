@@ -20,12 +20,12 @@ MR_ATTRS = ("ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisition
 
 
 def _files(folder: Path) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
+    return [pydicom.dcmread(p) for p in sorted(folder.iterdir()) if not p.name.startswith(".")]  # not the .medm2g marker
 
 
 def _assert_clean(dciodvfy, folder: Path) -> list[str]:
     """dciodvfy on the first and last file of a series: no errors; returns the warnings."""
-    files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else [folder]
     warnings: list[str] = []
     for f in {files[0], files[-1]}:
         errors, warns = dciodvfy(f)

@@ -89,14 +89,14 @@ def test_dicom_identity_warning_and_clean_descriptors(tmp_path: Path, capsys: py
     err = _main(["convert", str(src), str(tmp_path / "id_dicom"), "--format", "dicom"], capsys)
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     assert len(warnings) == 1 and "PatientName" in warnings[0] and "--anonymize" in warnings[0], err
-    out = pydicom.dcmread(next((tmp_path / "id_dicom").iterdir()))
+    out = pydicom.dcmread(next((tmp_path / "id_dicom").glob("*.dcm")))
     assert str(out.PatientName) == "CompressedSamples^CT1"  # kept without --anonymize, as warned
     for text in (out.SeriesDescription, out.DerivationDescription):
         assert NAME not in text and MRN not in text
 
     err = _main(["convert", str(src), str(tmp_path / "anon_dicom"), "--format", "dicom", "--anonymize"], capsys)
     assert "warning:" not in err
-    out = pydicom.dcmread(next((tmp_path / "anon_dicom").iterdir()))
+    out = pydicom.dcmread(next((tmp_path / "anon_dicom").glob("*.dcm")))
     assert out.SeriesDescription == "SYNTHETIC - not for diagnosis"
     assert out.DerivationDescription.startswith("medm2g ") and ":" not in out.DerivationDescription
     assert "ImageComments" not in out
@@ -135,7 +135,7 @@ def test_register_and_synthesize_offer_anonymize(tmp_path: Path, capsys: pytest.
     err = _main(["register", str(series), str(series), "-o", str(out), "--iterations", "2", "--overwrite",
                  "--anonymize"], capsys)
     assert "warning:" not in err
-    written = [pydicom.dcmread(p) for p in sorted(out.iterdir())]
+    written = [pydicom.dcmread(p) for p in sorted(out.glob("*.dcm"))]
     assert len(written) == 5 and all(str(d.PatientName) == "ANONYMOUS" for d in written)
     _no_identity(_bytes_under(out), "CompressedSamples", str(series))
     shutil.rmtree(out)

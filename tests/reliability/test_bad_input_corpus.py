@@ -172,7 +172,13 @@ def dicom_jpegls(ctx):
     if hasattr(dicom_io, "_read_pixels_itk"):
         ctx.mp.setattr(dicom_io, "_read_pixels_itk", lambda *a, **k: None)
     # and pydicom's JPEG-LS plugin (pyjpegls, which highdicom installs) as if it were not there
+    # (pydicom registers its plugins when pydicom.pixels is first imported, so an earlier test may
+    # already have found it: take it out of the decoder's registry too).
     ctx.mp.setitem(sys.modules, "jpeg_ls", None)
+    from pydicom.pixels.decoders import JPEGLSLosslessDecoder as dec
+
+    ctx.mp.setattr(dec, "_available", {k: v for k, v in dec._available.items() if k != "pyjpegls"})
+    ctx.mp.setattr(dec, "_unavailable", {**dec._unavailable, "pyjpegls": ("pyjpegls>=1.2",)})
     src = pydicom_testfile("MR_small_jpeg_ls_lossless.dcm")
     (ctx.d / "s").mkdir()
     shutil.copy(src, ctx.d / "s" / "im1.dcm")

@@ -27,12 +27,12 @@ def test_synthesize_anonymize_and_one_identity_warning(tmp_path: Path, rel_weigh
     err = capsys.readouterr().err
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning:") and "PatientName" in ln]
     assert len(warnings) == 1, err  # two identified series written (mean, std): one line
-    assert str(pydicom.dcmread(next((tmp_path / "pd_id").iterdir())).PatientName) == name
+    assert str(pydicom.dcmread(next((tmp_path / "pd_id").glob("*.dcm"))).PatientName) == name
 
     _synth(src, tmp_path / "pd_anon", rel_weights, "--anonymize")
     err = capsys.readouterr().err
     assert "PatientName" not in err
-    files = sorted((tmp_path / "pd_anon").iterdir()) + sorted((tmp_path / "pd_anon_std").iterdir())
+    files = sorted((tmp_path / "pd_anon").glob("*.dcm")) + sorted((tmp_path / "pd_anon_std").glob("*.dcm"))
     for f in files:
         ds = pydicom.dcmread(f)
         assert ds.PatientIdentityRemoved == "YES" and str(ds.PatientName) == "ANONYMOUS"
