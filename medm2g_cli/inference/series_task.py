@@ -31,7 +31,7 @@ def translate_series(direction: str, settings: InferenceSettings, *, samples: in
         for case in rep["cases"]:
             for f in map(Path, case["files"]):
                 if f.is_dir():  # DICOM series folders (the mean, and the std map with samples > 1)
-                    files += sorted(p for p in f.rglob("*") if p.is_file())
+                    files += sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith("."))  # not .medm2g
                 elif f.suffix.lower() == ".dcm":  # a single-file DICOM output (e.g. a parametric map)
                     files.append(f)
         return files
