@@ -200,8 +200,12 @@ def translate_path(
     log: Log = _nolog,
     progress: Progress | None = None,
     anonymize: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Translate a file, a DICOM folder/zip, a folder of volumes or a .txt list of paths.
+
+    Each case gets an applicability verdict (:mod:`medm2g_cli.inference.applicability`); with
+    ``strict`` a case outside the model's domain is refused before any sampling or output.
 
     ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile, :mod:`medm2g_cli.io.anonymize`).
 
@@ -209,6 +213,7 @@ def translate_path(
     output exists; ``num_parts``/``part_id`` process one shard. Returns the run report, which is
     also written next to the outputs.
     """
+    from .inference import applicability as guard
     from .inference.pipeline import AXES, check_modality
 
     inp, out = Path(inp), Path(out)
@@ -233,6 +238,12 @@ def translate_path(
             raise OutputError(f"output '{out}' exists and is not a folder", "choose another -o")
         if not out.parent.exists():
             raise OutputError(f"output folder '{out.parent}' does not exist", "create it first")
+        if strict:  # refuse every out-of-domain case before any output exists or any sampling
+            for c in todo:
+                v = _read(c.inp, series=series)
+                check_modality(v, src, label=f"input '{c.inp.name}'")
+                guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=_nolog,
+                             image_size=guard.model_image_size(sess.meta))
         if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
             out.mkdir()
             write_marker(out)
@@ -280,8 +291,11 @@ def translate_path(
         for i, case in enumerate(todo):
             vol = first_vol if (i == 0 and first_vol is not None) else _read(case.inp, series=series)
             check_modality(vol, src, label=f"input '{case.inp.name}'")
+            checked = guard.screen([(src, vol)], f"input '{case.inp.name}'", axis=axis, strict=strict, log=log,
+                                   image_size=guard.model_image_size(sess.meta))
             case_out = _translate_one(sess, vol, [src], [1.0], tgt, case.out, fmt, samples=samples, axis=axis,
-                                      preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
+                                      preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize,
+                                      guard=checked)
             results.append({"input": str(case.inp), **case_out})
             inputs.append(case.inp)
             outputs += [Path(p) for p in case_out["files"]]
@@ -297,7 +311,8 @@ def translate_path(
 
 def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequence[str], weights: Sequence[float],
                    target: str, out: Path, fmt: str | None, *, samples: int, axis: str, preview: bool,
-                   overwrite: bool, progress: Progress | None, anonymize: bool = False) -> dict[str, Any]:
+                   overwrite: bool, progress: Progress | None, anonymize: bool = False,
+                   guard: Any = None) -> dict[str, Any]:
     """Run the pipeline on one case and write its outputs; returns a report entry."""
     from .inference.pipeline import Source, translate_sources
 
@@ -323,8 +338,16 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
 
         files.append(translation_preview(vols, res.mean, res.std, sibling(out, "preview", ".png"), overwrite))
     res.timings["write_s"] = round(time.perf_counter() - t, 4)
+    checked = {} if guard is None else {"applicability": _finish_guard(guard, res, names[0], vols[0], sess.log)}
     return {"output": str(out), "files": [str(p) for p in files], "format": f, "shape": list(res.mean.shape),
-            "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation}
+            "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation,
+            **checked}
+
+
+def _finish_guard(checked: Any, res: Any, name: str, vol: Volume, log: Log) -> dict[str, Any]:
+    from .inference.applicability import finish
+
+    return finish(checked, res.std, (name, vol), res.normalisation["output"], log)
 
 
 # -- synthesize ---------------------------------------------------------------------------------------
@@ -365,6 +388,7 @@ def synthesize(
     log: Log = _nolog,
     progress: Progress | None = None,
     anonymize: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Multi-contrast synthesis with composable conditioning (e.g. T1 + T2 -> PD).
 
@@ -416,9 +440,14 @@ def synthesize(
         vols[i] = ref.with_array(np.asarray(resampled.array, dtype=np.float32), modality=v.modality)
         registration.append({"input": names[i], "metric": metric})
         log(f"registered {names[i]} to {names[0]} (metric {metric:.4f})")
+    from .inference import applicability as guard
+
+    checked = guard.screen(list(zip(names, vols, strict=True)), "the inputs", axis=axis, strict=strict, log=log,
+                           image_size=guard.model_image_size(sess.meta))
     t = time.perf_counter()
     entry = _translate_one(sess, vols, names, weights, tgt, out, fmt, samples=samples, axis=axis,
-                           preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
+                           preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize,
+                           guard=checked)
     sess.timings["total_s"] = round(time.perf_counter() - t, 4)
     rep = sess.report("synthesize", [p for _, p, _ in inputs], [Path(p) for p in entry["files"]], {
         "inputs_spec": [{"name": n, "path": str(p), "weight": w} for (n, p, _), w in zip(inputs, weights, strict=True)],
