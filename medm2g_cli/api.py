@@ -575,6 +575,7 @@ def report_images(
     out: Path | None = None,
     overwrite: bool = False,
     log: Log = _nolog,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
     ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON (one
@@ -593,25 +594,31 @@ def report_images(
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
         check_report_output(out, overwrite, len(paths), inputs=paths)
-    images, metas = [], []
+    from .inference.applicability import guard_xray, model_image_size
+
+    images, metas, checked = [], [], []
     for p in paths:
         vol = _read(Path(p), modality="xray")
         images.append(xray_to_model(vol, p))
-        metas.append(vol.meta)
+        metas.append(vol.meta)  # applicability: before any model work; --strict refuses here
+        checked.append(guard_xray(vol, f"image '{Path(p).name}'", image_size=model_image_size(sess.meta),
+                                  strict=strict, log=log))
     model = sess.load()
     results = []
     t = time.perf_counter()
-    for p, img in zip(paths, images, strict=True):
+    for p, img, ok in zip(paths, images, checked, strict=True):
         x = img if img.shape[-1] == model.image_size else _resize(img, model.image_size)
         with sess.autocast():
             text = model.generate("text", [Condition("xray", x.to(model.device))], sample=sess.settings.sample_config(),
                                   text_method=decoding, num_beams=num_beams)
-        results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p))})
+        results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p)), "applicability": ok})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
     if out is not None:  # JSON, or a DICOM Comprehensive SR in the X-ray's study
         write_reports(out, results, metas, sess.weights, {"decoding": decoding, "num_beams": num_beams})
         write_json(sess.report("report", [Path(p) for p in paths], [out],
-                               {"decoding": decoding, "num_beams": num_beams}), sibling(out, "run", ".json"))
+                               {"decoding": decoding, "num_beams": num_beams,
+                                "cases": [{"image": r["image"], "applicability": r["applicability"]} for r in results]}),
+                   sibling(out, "run", ".json"))
     return results
 
 

@@ -83,6 +83,16 @@ SCALE_TOLERANCE = 1.35
 TRAIN_SLICE_MM = 2.0
 MAX_SLICE_FACTOR = 2.5
 
+# Chest X-rays (``report``): the phantom's radiographs are square (256 px, PA and lateral); real
+# chest radiographs are close to it (pydicom-data's RG1: 1955 x 1841, 1.06). 1.5 is beyond any chest
+# film (14 x 17 in = 1.21); pydicom's NM whole-body image (JPEG2000.dcm) is 4.0.
+MAX_XRAY_ASPECT = 1.5
+# The model sees X-rays at its image size (128 px for the demo model); an image under half of that
+# (pydicom's 16 x 16 CR test files) cannot show a chest's findings.
+MIN_XRAY_SHARE = 0.5
+# DICOM Modality values of projection radiographs (PS3.3 C.7.3.1.1.1).
+XRAY_MODALITIES = ("CR", "DX", "RG", "DR", "OT")
+
 # After sampling: mean std of K samples inside the head / the output range (HU window or MRI range).
 # Measured with the demo model (DDIM 25, K = 2) on phantom T1 -> CT: 0.004; anatomical.nii: 0.011.
 # 0.05 (5 % of the range, e.g. 150 HU for CT) means the samples disagree on the anatomy itself.
@@ -273,4 +283,42 @@ def finish(res: Applicability, std: Volume | None, first: tuple[str, Volume], ou
         assess_spread(res, std, first[1], modalities.split_target(first[0])[0], span)
         if res.reasons != before:
             log(f"warning: {res.label}: " + "; ".join(r for r in res.reasons if r not in before))
+    return res.as_dict()
+
+
+def assess_xray(vol: Volume, *, image_size: int = 128) -> Applicability:
+    """Pre-sampling checks of one chest X-ray given to ``report``: DICOM Modality and
+    BodyPartExamined when present, aspect ratio and size in pixels. Needs no model."""
+    res = Applicability()
+    arr = np.asarray(vol.array)
+    shape = [int(s) for s in arr.shape if s > 1][:2] or [1, 1]
+    tag = str(vol.meta.get("Modality") or "").upper()
+    if tag:
+        res.stats["dicom_modality"] = tag
+        res.add("modality", 0.0 if tag in XRAY_MODALITIES else 2.0,
+                f"modality: its DICOM Modality is {tag}, not a radiograph")
+    part = str(vol.meta.get("BodyPartExamined") or "").upper()
+    if part:
+        res.stats["body_part"] = part
+        res.add("region", 0.0 if "CHEST" in part or "THORAX" in part else 2.0,
+                f"body region: BodyPartExamined is {part}, not CHEST")
+    aspect = max(shape) / max(min(shape), 1)
+    res.stats["aspect"] = round(aspect, 3)
+    res.add("aspect", aspect / MAX_XRAY_ASPECT,
+            f"field of view: the image is {aspect:.1f}:1 (chest radiographs are about square)")
+    side = min(shape) / image_size
+    res.stats["short_side_px"] = min(shape)
+    res.add("size", MIN_XRAY_SHARE / max(side, 1e-6),
+            f"resolution: {min(shape)} px on its short side (the model works at {image_size})")
+    return res
+
+
+def guard_xray(vol: Volume, label: str, *, image_size: int, strict: bool, log: Any) -> dict[str, Any]:
+    """Pre-sampling guard of one X-ray (``report``): warn line, or refusal with ``strict``."""
+    res = assess_xray(vol, image_size=image_size)
+    res.label = label
+    if res.verdict == "warn":
+        if strict:
+            raise refuse(label, res)
+        log(warning_line(label, res))
     return res.as_dict()

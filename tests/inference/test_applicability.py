@@ -178,7 +178,7 @@ def test_help_lists_strict() -> None:
     import sys
 
     env = {**os.environ, "COLUMNS": "200"}
-    for cmd in ("translate", "synthesize"):
+    for cmd in ("translate", "synthesize", "report"):
         out = subprocess.run([sys.executable, "-m", "medm2g_cli", cmd, "--help"], capture_output=True, text=True,
                              env=env, check=True).stdout
         assert "--strict" in out
@@ -189,3 +189,35 @@ def test_head_drawn_at_another_scale_warns_on_resolution(subject) -> None:  # no
     assert assess_input(_mri(subject, "t1"), "mri", image_size=128).verdict == "ok"
     res = assess_input(_mri(subject, "t1"), "mri", image_size=256)
     assert [r for r in res.reasons if r.startswith("resolution:")], res.reasons
+
+
+# -- chest X-rays given to ``report`` -------------------------------------------------------------------
+
+
+def test_xray_verdicts(tmp_path: Path, pydicom_file) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from medm2g_cli.data.phantom import generate_chest
+    from medm2g_cli.inference.applicability import assess_xray
+    from medm2g_cli.io import read_volume
+
+    png = tmp_path / "cxr.png"
+    Image.fromarray(generate_chest(7).views[0]).save(png)
+    assert assess_xray(read_volume(png, modality="xray")).verdict == "ok"
+    ct = assess_xray(read_volume(pydicom_file("CT_small.dcm"), modality="xray"))  # a real CT slice
+    assert ct.verdict == "warn" and ct.reasons[0].startswith("modality:"), ct.reasons
+    spine = sorted((pydicom_file("CT_small.dcm").parent / "dicomdirtests" / "77654033" / "CR1").iterdir())[0]
+    cr = assess_xray(read_volume(spine, modality="xray"))  # a real 16 x 16 cervical-spine CR
+    assert [r.split(":")[0] for r in cr.reasons] == ["body region", "resolution"], cr.reasons
+
+
+def test_report_strict_refuses_a_ct_slice_before_the_model(tmp_path: Path, tiny_weights: Path, pydicom_file,  # noqa: ANN001
+                                                            no_model: None,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "reports.json"
+    with pytest.raises(SystemExit) as exc:
+        run(["report", str(pydicom_file("CT_small.dcm")), "-o", str(out), "--weights", str(tiny_weights), "--strict"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "Modality is CT" in err[0], err
+    assert not any(tmp_path.iterdir())
