@@ -626,3 +626,8 @@ def _resize(x: Any, size: int) -> Any:
     import torch.nn.functional as F  # noqa: N812
 
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+# -- generate <image>+report (joint): its own module, re-exported here -------------------------------------
+
+from .inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)
