@@ -498,17 +498,13 @@ def generate_images(
     (prompt, settings, files, intensity mapping), plus the run report.
     """
     from .inference.dicom_out import sc_run
-    from .inference.images import to_png_array, write_secondary_capture
-    from .report.preview import contact_sheet, save_png, to_uint8
+    from .inference.images import check_image_options, write_generated
+    from .report.preview import contact_sheet, to_uint8
 
     mod, contrast = modalities.split_target(target)
     if mod not in modalities.IMAGE_MODALITIES:
         raise ConfigError(f"cannot generate images of '{target}'", "use xray, ct or mri (or an MRI contrast)")
-    fmt = fmt.lower()
-    if fmt not in ("png", "dicom"):
-        raise ConfigError(f"unknown image format '{fmt}'", "use png or dicom")
-    if num < 1:
-        raise ConfigError(f"-n {num} is not positive", "use 1 or more")
+    fmt = check_image_options(fmt, num)
     text = _check_prompt(prompt)
     sess = Session.open(settings, ["text", mod], log)
     check_output(out_dir, overwrite)
@@ -534,15 +530,11 @@ def generate_images(
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
         for i, img in enumerate(arr):
-            name = f"{target}_{i:03d}"
-            data, mapping = to_png_array(img, mod)
-            if fmt == "png":
-                save_png(data, tmp / f"{name}.png", overwrite=True)
-                files.append(f"{name}.png")
-            else:
-                write_secondary_capture(img, mod, tmp / f"{name}.dcm", description=f"SYNTHETIC {target}: {text}"[:64],
-                                        derivation=_provenance(target, ["text"], sess), instance=i + 1, **sc_ids)
-                files.append(f"{name}.dcm")
+            name, mapping = write_generated(img, mod, tmp, f"{target}_{i:03d}", fmt,
+                                            description=f"SYNTHETIC {target}: {text}",
+                                            derivation=_provenance(target, ["text"], sess), instance=i + 1,
+                                            sc_ids=sc_ids)
+            files.append(name)
             previews.append(to_uint8(img, (-1.0, 1.0)))
         contact_sheet(previews, tmp / "contact_sheet.png", overwrite=True)
         sidecar = {"prompt": text, "prompt_truncated": truncated, "target": target, "num": num, "format": fmt,

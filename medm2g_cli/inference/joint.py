@@ -47,9 +47,9 @@ def generate_image_report(
     from ..engine import Condition
     from ..errors import ConfigError
     from ..io.atomic import atomic_dir, check_output
-    from ..report.preview import contact_sheet, save_png, to_uint8
+    from ..report.preview import contact_sheet, to_uint8
     from .dicom_out import sc_run
-    from .images import to_png_array, write_secondary_capture
+    from .images import check_image_options, write_generated
     from .provenance import sha256_path, write_json
     from .runtime import weights_hash
 
@@ -57,11 +57,7 @@ def generate_image_report(
     if image not in JOINT_IMAGES:
         raise ConfigError(f"cannot generate '{image}' together with a report",
                           f"use one of: {', '.join(t + '+report' for t in JOINT_IMAGES)}")
-    fmt = fmt.lower()
-    if fmt not in ("png", "dicom"):
-        raise ConfigError(f"unknown image format '{fmt}'", "use png or dicom")
-    if num < 1:
-        raise ConfigError(f"-n {num} is not positive", "use 1 or more")
+    fmt = check_image_options(fmt, num)
     if decoding not in ("greedy", "beam"):
         raise ConfigError(f"unknown decoding '{decoding}'", "use greedy or beam")
     if num_beams < 1:
@@ -83,15 +79,10 @@ def generate_image_report(
         previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
         for i, (img, rep_text) in enumerate(zip(imgs, reports, strict=True)):
             name = f"{image}_{i:03d}"
-            data, mapping = to_png_array(img, image)
-            if fmt == "png":
-                save_png(data, tmp / f"{name}.png", overwrite=True)
-                files.append(f"{name}.png")
-            else:
-                write_secondary_capture(img, image, tmp / f"{name}.dcm", description=f"SYNTHETIC {image}: {text}"[:64],
-                                        derivation=_provenance(f"{image}+report", ["text"], sess), instance=i + 1,
-                                        **sc_ids)
-                files.append(f"{name}.dcm")
+            file, mapping = write_generated(img, image, tmp, name, fmt, description=f"SYNTHETIC {image}: {text}",
+                                            derivation=_provenance(f"{image}+report", ["text"], sess),
+                                            instance=i + 1, sc_ids=sc_ids)
+            files.append(file)
             (tmp / f"{name}.txt").write_text(rep_text + "\n", encoding="utf-8")
             files.append(f"{name}.txt")
             entries.append({"image": files[-2], "report_file": f"{name}.txt", "report": rep_text})

@@ -44,16 +44,6 @@ def abdomen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dicom_series(tmp_path_factory.mktemp("abd") / "abdomen", "examples_overlay.dcm", n=8, spacing=4.0)
 
 
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if the model is loaded (a refusal must come before any model work)."""
-
-    def boom(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr("medm2g_cli.api.load_model", boom)
-
-
 def _mri(subject, contrast: str, crop: slice = slice(None)) -> Volume:  # noqa: ANN001
     return Volume(subject.images[contrast][:, :, crop], subject.affine, "mri")
 
