@@ -314,6 +314,7 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
                    overwrite: bool, progress: Progress | None, anonymize: bool = False,
                    guard: Any = None) -> dict[str, Any]:
     """Run the pipeline on one case and write its outputs; returns a report entry."""
+    from .inference.applicability import finish
     from .inference.pipeline import Source, translate_sources
 
     vols: list[Volume] = list(vol) if isinstance(vol, (list, tuple)) else [cast(Volume, vol)]  # one volume
@@ -338,16 +339,12 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
 
         files.append(translation_preview(vols, res.mean, res.std, sibling(out, "preview", ".png"), overwrite))
     res.timings["write_s"] = round(time.perf_counter() - t, 4)
-    checked = {} if guard is None else {"applicability": _finish_guard(guard, res, names[0], vols[0], sess.log)}
+    checked = {} if guard is None else {"applicability": finish(guard, res.std, (names[0], vols[0]),
+                                                                res.normalisation["output"], sess.log)}
     return {"output": str(out), "files": [str(p) for p in files], "format": f, "shape": list(res.mean.shape),
             "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation,
             **checked}
 
-
-def _finish_guard(checked: Any, res: Any, name: str, vol: Volume, log: Log) -> dict[str, Any]:
-    from .inference.applicability import finish
-
-    return finish(checked, res.std, (name, vol), res.normalisation["output"], log)
 
 
 # -- synthesize ---------------------------------------------------------------------------------------
@@ -619,7 +616,5 @@ def _resize(x: Any, size: int) -> Any:
 
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
-
-# -- generate <image>+report (joint): its own module, re-exported here -------------------------------------
 
 from .inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)
