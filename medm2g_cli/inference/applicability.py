@@ -142,12 +142,19 @@ class Applicability:
 
 def foreground(array: np.ndarray, modality: str) -> np.ndarray:
     """The head (or body) mask used by every check: above -500 HU for CT, above 10 % of the 99.5th
-    percentile for MRI."""
-    a = np.asarray(array, dtype=np.float32)
+    percentile for MRI (taken on every other voxel: no full-volume float copy of a big scan)."""
+    a = np.asarray(array)
     if modality == "ct":
         return a > FG_HU_CT
-    top = float(np.percentile(a[np.isfinite(a)], TOP_PERCENTILE)) if a.size else 0.0
+    sub = _every_other(a).astype(np.float32)
+    sub = sub[np.isfinite(sub)]
+    top = float(np.percentile(sub, TOP_PERCENTILE)) if sub.size else 0.0
     return a > FG_SHARE_MRI * top
+
+
+def _every_other(a: np.ndarray) -> np.ndarray:
+    """A strided view (every other voxel along each axis): the statistics, not the mask, use it."""
+    return a[tuple(slice(None, None, 2) for _ in range(a.ndim))]
 
 
 def assess_input(vol: Volume, expected: str, *, axis: str = "axial", image_size: int = 128) -> Applicability:
@@ -160,11 +167,10 @@ def assess_input(vol: Volume, expected: str, *, axis: str = "axial", image_size:
 
     mod, contrast = modalities.split_target(expected)
     contrast = contrast or (expected if expected in modalities.MRI_CONTRASTS else ("t1" if mod == "mri" else None))
-    arr, _ = to_canonical(np.asarray(vol.array), vol.affine)  # axes R-L, A-P, S-I
-    ornt_axes = [int(np.argmax(np.abs(vol.affine[:3, i]))) for i in range(3)]
+    arr, ornt = to_canonical(np.asarray(vol.array), vol.affine)  # axes R-L, A-P, S-I
     spacing = [0.0, 0.0, 0.0]
-    for i, ax in enumerate(ornt_axes):
-        spacing[ax] = vol.spacing[i]
+    for i, (ax, _) in enumerate(ornt):  # array axis i lies along world axis ax
+        spacing[int(ax)] = vol.spacing[i]
     fg = foreground(arr, mod)
     res = Applicability()
     res.stats["spacing_mm"] = [round(s, 3) for s in spacing]
@@ -216,7 +222,7 @@ def assess_input(vol: Volume, expected: str, *, axis: str = "axial", image_size:
 
     # contrast signature (MRI)
     if mod == "mri":
-        vals = arr[fg].astype(np.float32)
+        vals = _every_other(arr)[_every_other(fg)].astype(np.float32)
         bulk = float(np.median(vals) / max(float(np.percentile(vals, TOP_PERCENTILE)), 1e-6))
         res.stats["bulk_to_top"] = round(bulk, 4)
         if contrast in T2_EXPECTED:
