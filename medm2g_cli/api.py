@@ -200,8 +200,12 @@ def translate_path(
     log: Log = _nolog,
     progress: Progress | None = None,
     anonymize: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Translate a file, a DICOM folder/zip, a folder of volumes or a .txt list of paths.
+
+    Each case gets an applicability verdict (:mod:`medm2g_cli.inference.applicability`); with
+    ``strict`` a case outside the model's domain is refused before any sampling or output.
 
     ``anonymize`` de-identifies DICOM outputs (PS3.15 Basic Profile, :mod:`medm2g_cli.io.anonymize`).
 
@@ -209,6 +213,7 @@ def translate_path(
     output exists; ``num_parts``/``part_id`` process one shard. Returns the run report, which is
     also written next to the outputs.
     """
+    from .inference import applicability as guard
     from .inference.pipeline import AXES, check_modality
 
     inp, out = Path(inp), Path(out)
@@ -233,6 +238,12 @@ def translate_path(
             raise OutputError(f"output '{out}' exists and is not a folder", "choose another -o")
         if not out.parent.exists():
             raise OutputError(f"output folder '{out.parent}' does not exist", "create it first")
+        if strict:  # refuse every out-of-domain case before any output exists or any sampling
+            for c in todo:
+                v = _read(c.inp, series=series)
+                check_modality(v, src, label=f"input '{c.inp.name}'")
+                guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=_nolog,
+                             image_size=guard.model_image_size(sess.meta))
         if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
             out.mkdir()
             write_marker(out)
@@ -280,8 +291,11 @@ def translate_path(
         for i, case in enumerate(todo):
             vol = first_vol if (i == 0 and first_vol is not None) else _read(case.inp, series=series)
             check_modality(vol, src, label=f"input '{case.inp.name}'")
+            checked = guard.screen([(src, vol)], f"input '{case.inp.name}'", axis=axis, strict=strict, log=log,
+                                   image_size=guard.model_image_size(sess.meta))
             case_out = _translate_one(sess, vol, [src], [1.0], tgt, case.out, fmt, samples=samples, axis=axis,
-                                      preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
+                                      preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize,
+                                      guard=checked)
             results.append({"input": str(case.inp), **case_out})
             inputs.append(case.inp)
             outputs += [Path(p) for p in case_out["files"]]
@@ -297,8 +311,10 @@ def translate_path(
 
 def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequence[str], weights: Sequence[float],
                    target: str, out: Path, fmt: str | None, *, samples: int, axis: str, preview: bool,
-                   overwrite: bool, progress: Progress | None, anonymize: bool = False) -> dict[str, Any]:
+                   overwrite: bool, progress: Progress | None, anonymize: bool = False,
+                   guard: Any = None) -> dict[str, Any]:
     """Run the pipeline on one case and write its outputs; returns a report entry."""
+    from .inference.applicability import finish
     from .inference.pipeline import Source, translate_sources
 
     vols: list[Volume] = list(vol) if isinstance(vol, (list, tuple)) else [cast(Volume, vol)]  # one volume
@@ -323,8 +339,12 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
 
         files.append(translation_preview(vols, res.mean, res.std, sibling(out, "preview", ".png"), overwrite))
     res.timings["write_s"] = round(time.perf_counter() - t, 4)
+    checked = {} if guard is None else {"applicability": finish(guard, res.std, (names[0], vols[0]),
+                                                                res.normalisation["output"], sess.log)}
     return {"output": str(out), "files": [str(p) for p in files], "format": f, "shape": list(res.mean.shape),
-            "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation}
+            "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation,
+            **checked}
+
 
 
 # -- synthesize ---------------------------------------------------------------------------------------
@@ -365,6 +385,7 @@ def synthesize(
     log: Log = _nolog,
     progress: Progress | None = None,
     anonymize: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Multi-contrast synthesis with composable conditioning (e.g. T1 + T2 -> PD).
 
@@ -416,9 +437,14 @@ def synthesize(
         vols[i] = ref.with_array(np.asarray(resampled.array, dtype=np.float32), modality=v.modality)
         registration.append({"input": names[i], "metric": metric})
         log(f"registered {names[i]} to {names[0]} (metric {metric:.4f})")
+    from .inference import applicability as guard
+
+    checked = guard.screen(list(zip(names, vols, strict=True)), "the inputs", axis=axis, strict=strict, log=log,
+                           image_size=guard.model_image_size(sess.meta))
     t = time.perf_counter()
     entry = _translate_one(sess, vols, names, weights, tgt, out, fmt, samples=samples, axis=axis,
-                           preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize)
+                           preview=preview, overwrite=overwrite, progress=progress, anonymize=anonymize,
+                           guard=checked)
     sess.timings["total_s"] = round(time.perf_counter() - t, 4)
     rep = sess.report("synthesize", [p for _, p, _ in inputs], [Path(p) for p in entry["files"]], {
         "inputs_spec": [{"name": n, "path": str(p), "weight": w} for (n, p, _), w in zip(inputs, weights, strict=True)],
@@ -469,17 +495,13 @@ def generate_images(
     (prompt, settings, files, intensity mapping), plus the run report.
     """
     from .inference.dicom_out import sc_run
-    from .inference.images import to_png_array, write_secondary_capture
-    from .report.preview import contact_sheet, save_png, to_uint8
+    from .inference.images import check_image_options, write_generated
+    from .report.preview import contact_sheet, to_uint8
 
     mod, contrast = modalities.split_target(target)
     if mod not in modalities.IMAGE_MODALITIES:
         raise ConfigError(f"cannot generate images of '{target}'", "use xray, ct or mri (or an MRI contrast)")
-    fmt = fmt.lower()
-    if fmt not in ("png", "dicom"):
-        raise ConfigError(f"unknown image format '{fmt}'", "use png or dicom")
-    if num < 1:
-        raise ConfigError(f"-n {num} is not positive", "use 1 or more")
+    fmt = check_image_options(fmt, num)
     text = _check_prompt(prompt)
     sess = Session.open(settings, ["text", mod], log)
     check_output(out_dir, overwrite)
@@ -505,15 +527,11 @@ def generate_images(
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
         for i, img in enumerate(arr):
-            name = f"{target}_{i:03d}"
-            data, mapping = to_png_array(img, mod)
-            if fmt == "png":
-                save_png(data, tmp / f"{name}.png", overwrite=True)
-                files.append(f"{name}.png")
-            else:
-                write_secondary_capture(img, mod, tmp / f"{name}.dcm", description=f"SYNTHETIC {target}: {text}"[:64],
-                                        derivation=_provenance(target, ["text"], sess), instance=i + 1, **sc_ids)
-                files.append(f"{name}.dcm")
+            name, mapping = write_generated(img, mod, tmp, f"{target}_{i:03d}", fmt,
+                                            description=f"SYNTHETIC {target}: {text}",
+                                            derivation=_provenance(target, ["text"], sess), instance=i + 1,
+                                            sc_ids=sc_ids)
+            files.append(name)
             previews.append(to_uint8(img, (-1.0, 1.0)))
         contact_sheet(previews, tmp / "contact_sheet.png", overwrite=True)
         sidecar = {"prompt": text, "prompt_truncated": truncated, "target": target, "num": num, "format": fmt,
@@ -546,6 +564,7 @@ def report_images(
     out: Path | None = None,
     overwrite: bool = False,
     log: Log = _nolog,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
     ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON (one
@@ -564,25 +583,31 @@ def report_images(
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
         check_report_output(out, overwrite, len(paths), inputs=paths)
-    images, metas = [], []
+    from .inference.applicability import guard_xray, model_image_size
+
+    images, metas, checked = [], [], []
     for p in paths:
         vol = _read(Path(p), modality="xray")
         images.append(xray_to_model(vol, p))
-        metas.append(vol.meta)
+        metas.append(vol.meta)  # applicability: before any model work; --strict refuses here
+        checked.append(guard_xray(vol, f"image '{Path(p).name}'", image_size=model_image_size(sess.meta),
+                                  strict=strict, log=log))
     model = sess.load()
     results = []
     t = time.perf_counter()
-    for p, img in zip(paths, images, strict=True):
+    for p, img, ok in zip(paths, images, checked, strict=True):
         x = img if img.shape[-1] == model.image_size else _resize(img, model.image_size)
         with sess.autocast():
             text = model.generate("text", [Condition("xray", x.to(model.device))], sample=sess.settings.sample_config(),
                                   text_method=decoding, num_beams=num_beams)
-        results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p))})
+        results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p)), "applicability": ok})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
     if out is not None:  # JSON, or a DICOM Comprehensive SR in the X-ray's study
         write_reports(out, results, metas, sess.weights, {"decoding": decoding, "num_beams": num_beams})
         write_json(sess.report("report", [Path(p) for p in paths], [out],
-                               {"decoding": decoding, "num_beams": num_beams}), sibling(out, "run", ".json"))
+                               {"decoding": decoding, "num_beams": num_beams,
+                                "cases": [{"image": r["image"], "applicability": r["applicability"]} for r in results]}),
+                   sibling(out, "run", ".json"))
     return results
 
 
@@ -590,3 +615,6 @@ def _resize(x: Any, size: int) -> Any:
     import torch.nn.functional as F  # noqa: N812
 
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+from .inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)

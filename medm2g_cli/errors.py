@@ -50,6 +50,10 @@ class ModalityError(InputError):
     """The input's modality does not fit the requested operation (e.g. CT given to mri2ct)."""
 
 
+class OutOfDomainError(InputError):
+    """``--strict``: the input is outside the model's domain (the applicability guard warned)."""
+
+
 class OutputError(MedM2GError):
     """An output cannot be written (exists without --overwrite, folder missing or read-only, disk full)."""
 

@@ -14,6 +14,7 @@ from ._common import console, plain
 Samples = Annotated[int, typer.Option("--samples", "-k", help="Draw K samples; write their mean and a per-voxel std map (<OUT>_std).")]
 Preview = Annotated[bool, typer.Option("--preview", help="Also write a PNG montage (input | output | uncertainty), <OUT>_preview.png.")]
 Axis = Annotated[str, typer.Option("--axis", help="Slicing axis: axial|coronal|sagittal.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Refuse an input outside the model's domain (applicability warn: contrast, body region, field of view, resolution) with exit 2, before any sampling.")]
 OutFormat = Annotated[str | None, typer.Option("--format", "-f", help="nifti|dicom|mha|nrrd (default: from OUT's suffix; no suffix = DICOM series folder).", show_default=False)]
 
 

@@ -100,5 +100,8 @@ def register(app: typer.Typer) -> None:
 
     for target in IMAGE_MODALITIES:
         sub.command(target, epilog=EPILOG)(_make(target))
+    from . import generate_joint
+
+    generate_joint.register(sub)
     app.add_typer(sub, name="generate")
     app.command("generate-xray", epilog=EPILOG, help="Alias of `medm2g generate xray`.")(_make("xray"))

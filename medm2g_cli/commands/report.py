@@ -41,6 +41,7 @@ def report(
     num_beams: Annotated[int, typer.Option("--num-beams", help="Beams for --decoding beam.")] = 4,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the reports to this file: JSON, or a DICOM SR for one image when it ends in .dcm (run report beside it).", show_default=False)] = None,
     overwrite: Overwrite = False,
+    strict: opts.Strict = False,
     weights: Weights = None,
     device: Device = "auto",
     precision: Precision = "fp32",
@@ -57,7 +58,7 @@ def report(
 
     st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, None, skip_verify)
     results = report_images(images, settings=st, decoding=decoding, num_beams=num_beams, out=output,
-                            overwrite=overwrite, log=opts.log)
+                            overwrite=overwrite, log=opts.log, strict=strict)
     if json_out:
         print_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "settings": st.as_dict(),
                     "synthetic": True})

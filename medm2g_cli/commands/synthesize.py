@@ -46,6 +46,7 @@ def synthesize(
     register_inputs: Annotated[bool, typer.Option("--register", help="Register inputs on other grids to the first input.")] = False,
     samples: opts.Samples = 1,
     preview: opts.Preview = False,
+    strict: opts.Strict = False,
     axis: opts.Axis = "axial",
     fmt: opts.OutFormat = None,
     weights: Weights = None,
@@ -71,7 +72,8 @@ def synthesize(
     st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
         rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
-                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize)
+                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize,
+                  strict=strict)
     if json_out:
         print_json(rep)
         return

@@ -47,6 +47,7 @@ def translate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file or DICOM folder (a folder for batch inputs).", show_default=False)],
     samples: opts.Samples = 1,
     preview: opts.Preview = False,
+    strict: opts.Strict = False,
     resume: Annotated[bool, typer.Option("--continue", help="Skip cases whose output already exists.")] = False,
     num_parts: Annotated[int, typer.Option("--num-parts", help="Split the cases into N parts (processes, GPUs or machines).")] = 1,
     part_id: Annotated[int, typer.Option("--part-id", help="Which part (0..N-1) this process runs.")] = 0,
@@ -75,7 +76,8 @@ def translate(
     with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
         rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
                              resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,
-                             series=series, log=opts.log, progress=prog, anonymize=anonymize)
+                             series=series, log=opts.log, progress=prog, anonymize=anonymize,
+                             strict=strict)
     if json_out:
         print_json(rep)
         return

@@ -71,3 +71,30 @@ def xray_to_model(vol: Volume, path: Path | str) -> Any:
         raise InputError(f"'{path}' is a constant image", "pass a real chest X-ray")
     x = (arr - lo) / (hi - lo) * 2.0 - 1.0
     return torch.from_numpy(np.ascontiguousarray(x))[None, None]
+
+
+def check_image_options(fmt: str, num: int) -> str:
+    """``--format`` (png|dicom, returned lower-cased) and ``-n`` of the generate commands."""
+    from ..errors import ConfigError
+
+    fmt = fmt.lower()
+    if fmt not in ("png", "dicom"):
+        raise ConfigError(f"unknown image format '{fmt}'", "use png or dicom")
+    if num < 1:
+        raise ConfigError(f"-n {num} is not positive", "use 1 or more")
+    return fmt
+
+
+def write_generated(img: np.ndarray, modality: str, folder: Path, name: str, fmt: str, *, description: str,
+                    derivation: str, instance: int, sc_ids: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Write one generated image [H, W] in [-1, 1] as ``name.png`` or a synthetic ``name.dcm``
+    Secondary Capture in ``folder``; returns the file name and the PNG intensity mapping."""
+    from ..report.preview import save_png
+
+    data, mapping = to_png_array(img, modality)
+    if fmt == "png":
+        save_png(data, folder / f"{name}.png", overwrite=True)
+        return f"{name}.png", mapping
+    write_secondary_capture(img, modality, folder / f"{name}.dcm", description=description[:64],
+                            derivation=derivation, instance=instance, **sc_ids)
+    return f"{name}.dcm", mapping

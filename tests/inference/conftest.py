@@ -28,3 +28,13 @@ def text_xray_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "text-xray"
     MedM2G.from_preset("tiny", seed=0, modalities=("text", "xray")).save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the model is loaded (errors must come before any model work)."""
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("medm2g_cli.api.load_model", boom)

@@ -32,16 +32,6 @@ def ct_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dicom_series(tmp_path_factory.mktemp("dcm") / "ct", "CT_small.dcm", n=3, spacing=5.0)
 
 
-@pytest.fixture
-def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if the model is loaded (errors must come before any model work)."""
-
-    def boom(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr("medm2g_cli.api.load_model", boom)
-
-
 def _fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exc:
         run(args)
