@@ -190,8 +190,9 @@ class ModelConfig:
         return _from_dict(cls, data).validate()
 
 
-SAMPLERS = ("ddim", "dpm++", "unipc")
-"""Samplers of :class:`SampleConfig` (DDIM; DPM-Solver++ 2M and UniPC are multistep ODE solvers)."""
+SAMPLERS = ("ddim", "dpm++", "sde-dpm++", "unipc")
+"""Samplers of :class:`SampleConfig`: DDIM; DPM-Solver++ 2M and UniPC (multistep ODE solvers);
+SDE-DPM-Solver++ 2M (stochastic, seeded per sample like DDIM with eta > 0)."""
 SPACINGS = ("leading", "linspace", "trailing", "karras")
 """Timestep spacings of :class:`SampleConfig` (``karras`` only for the multistep solvers)."""
 
@@ -203,7 +204,7 @@ class SampleConfig:
     steps: int = 50
     eta: float = 1.0
     guidance: float = 2.0
-    sampler: Literal["ddim", "dpm++", "unipc"] = "ddim"
+    sampler: Literal["ddim", "dpm++", "sde-dpm++", "unipc"] = "ddim"
     seed: int = 0
     # Timestep spacing: None = the sampler's own (DDIM "leading" as in SD, DPM-Solver++/UniPC
     # "linspace"); "karras" (DPM-Solver++/UniPC only) or "leading"/"linspace"/"trailing".
@@ -219,7 +220,7 @@ class SampleConfig:
         if self.spacing is not None and self.spacing not in SPACINGS:
             raise ConfigError(f"unknown timestep spacing '{self.spacing}'", f"use one of: {', '.join(SPACINGS)}")
         if self.spacing == "karras" and self.sampler == "ddim":
-            raise ConfigError("--spacing karras needs a DPM-Solver++ or UniPC sampler",
+            raise ConfigError("--spacing karras needs a multistep sampler (dpm++, sde-dpm++, unipc)",
                               "use --sampler dpm++ (or another spacing with ddim)")
         if not 0.0 <= self.guidance_stop <= 1.0:
             raise ConfigError(f"--guidance-stop {self.guidance_stop} is out of range",

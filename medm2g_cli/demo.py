@@ -168,8 +168,8 @@ def run_demo(settings: DemoSettings, step: Step = lambda _: None) -> dict[str, A
     settings.validate()
     weights = resolve_weights(settings.weights)
     check_output(settings.out, settings.overwrite)
-    # DDIM named explicitly: the demo's numbers stay comparable across rounds, whatever sampler the
-    # model's medm2g.json recommends (another sampler opts out of the model's whole block).
+    # DDIM named explicitly: the demo's numbers stay comparable across rounds, whatever the model's
+    # medm2g.json recommends (naming a sampler opts out of the model's sampling block).
     inf = InferenceSettings(weights=weights, device=settings.device, sampler="ddim", steps=settings.steps, seed=0)
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {"weights": str(weights), "held_out_seed": settings.seed, "train_seed": TRAIN_SEED,

@@ -667,6 +667,8 @@ class MedM2G(nn.Module):
         if sample.sampler == "ddim":
             noise = self._noise(gens, tuple(z.shape[1:])) if sample.eta > 0 else None
             return schedulers.ddim_step(sched, eps, int(t), z, sample.eta, noise)
+        if sample.sampler == "sde-dpm++":  # per-sample seeded noise, as for DDIM
+            return sched.step(eps, t, z, variance_noise=self._noise(gens, tuple(z.shape[1:]))).prev_sample
         return sched.step(eps, t, z).prev_sample
 
     @torch.inference_mode()

@@ -43,13 +43,14 @@ def ddim_scheduler(cfg: SchedulerConfig) -> DDIMScheduler:
     return DDIMScheduler(**_common(cfg), clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
-def dpm_scheduler(cfg: SchedulerConfig, spacing: str | None = None) -> DPMSolverMultistepScheduler:
-    """DPM-Solver++ (2nd order, multistep); deterministic, so eta does not apply.
+def dpm_scheduler(cfg: SchedulerConfig, spacing: str | None = None, sde: bool = False) -> DPMSolverMultistepScheduler:
+    """DPM-Solver++ (2nd order, multistep); deterministic (eta does not apply) unless ``sde``
+    (SDE-DPM-Solver++: the caller passes the noise of each step as ``variance_noise``).
 
     ``spacing``: None/"linspace" (diffusers' default), "leading", "trailing", or "karras" (Karras
     sigmas, Karras et al. 2022)."""
-    return DPMSolverMultistepScheduler(**_common(cfg), algorithm_type="dpmsolver++", solver_order=2,
-                                       **_spacing(spacing))
+    return DPMSolverMultistepScheduler(**_common(cfg), algorithm_type="sde-dpmsolver++" if sde else "dpmsolver++",
+                                       solver_order=2, **_spacing(spacing))
 
 
 def unipc_scheduler(cfg: SchedulerConfig, spacing: str | None = None) -> UniPCMultistepScheduler:
@@ -73,8 +74,8 @@ def sampling_scheduler(cfg: SchedulerConfig, sample: SampleConfig) -> DDIMSchedu
         s: DDIMScheduler | DPMSolverMultistepScheduler | UniPCMultistepScheduler = ddim_scheduler(cfg)
         if sample.spacing is not None:
             s = DDIMScheduler.from_config(s.config, timestep_spacing=sample.spacing)
-    elif sample.sampler == "dpm++":
-        s = dpm_scheduler(cfg, sample.spacing)
+    elif sample.sampler in ("dpm++", "sde-dpm++"):
+        s = dpm_scheduler(cfg, sample.spacing, sde=sample.sampler == "sde-dpm++")
     else:
         s = unipc_scheduler(cfg, sample.spacing)
     s.set_timesteps(sample.steps)
