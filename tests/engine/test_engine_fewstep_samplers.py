@@ -1,7 +1,7 @@
 """Few-step samplers of issue 20 against a plain loop over diffusers' own schedulers (tiny model).
 
-``MedM2G.generate`` with DPM-Solver++ (Karras sigmas) or UniPC (trailing spacing), with guidance
-stopped part-way, must give what a loop written like a diffusers pipeline gives from the same
+``MedM2G.generate`` with DPM-Solver++ (Karras sigmas), SDE-DPM-Solver++ (per-sample seeded noise)
+or UniPC (trailing spacing), with guidance stopped part-way, must give what a loop written like a diffusers pipeline gives from the same
 parts: the scheduler built directly from diffusers, guidance as a batch of two up to the stop step
 and conditional rows only after it. Tolerance: 1e-4 on decoded images in [-1, 1] (float32
 reassociation only; the two compute the same thing).
@@ -28,8 +28,9 @@ def _diffusers_scheduler(kind: str, **kw: object) -> object:
 
     common = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
               "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
-    if kind == "dpm++":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2, **kw)
+    if kind in ("dpm++", "sde-dpm++"):
+        algo = "sde-dpmsolver++" if kind == "sde-dpm++" else "dpmsolver++"
+        return DPMSolverMultistepScheduler(**common, algorithm_type=algo, solver_order=2, **kw)
     return UniPCMultistepScheduler(**common, solver_order=2, solver_type="bh2", **kw)
 
 
@@ -41,8 +42,12 @@ def _plain(model: MedM2G, x: torch.Tensor, sample: SampleConfig, sched: object) 
         cond = model.prompt_tokens("ct", emb, None, [("mri", ctx)], batch=n)
         null = model.null_tokens_like("ct", cond, None)
         sched.set_timesteps(sample.steps)  # type: ignore[attr-defined]
-        z = torch.stack([torch.randn(model.latent_shape("ct"), generator=torch.Generator().manual_seed(sample.seed + i))
-                         for i in range(n)]) * sched.init_noise_sigma  # type: ignore[attr-defined]
+        gens = [torch.Generator().manual_seed(sample.seed + i) for i in range(n)]  # one per sample, as generate
+
+        def noise() -> torch.Tensor:
+            return torch.stack([torch.randn(model.latent_shape("ct"), generator=g) for g in gens])
+
+        z = noise() * sched.init_noise_sigma  # type: ignore[attr-defined]
         guided = round(sample.guidance_stop * sample.steps)
         for i, t in enumerate(sched.timesteps):  # type: ignore[attr-defined]
             tt = torch.full((n,), int(t))
@@ -52,7 +57,8 @@ def _plain(model: MedM2G, x: torch.Tensor, sample: SampleConfig, sched: object) 
                 eps = e_u + sample.guidance * (e_c - e_u)
             else:
                 eps = model.predict_noise("ct", z, tt, cond)
-            z = sched.step(eps, t, z).prev_sample  # type: ignore[attr-defined]
+            extra = {"variance_noise": noise()} if sample.sampler == "sde-dpm++" else {}
+            z = sched.step(eps, t, z, **extra).prev_sample  # type: ignore[attr-defined]
         return model.decode_image("ct", z)
 
 
@@ -61,6 +67,8 @@ def _plain(model: MedM2G, x: torch.Tensor, sample: SampleConfig, sched: object) 
     (SampleConfig(sampler="dpm++", steps=5, guidance=2.5, guidance_stop=0.6, seed=1), {}),
     (SampleConfig(sampler="unipc", steps=6, spacing="trailing", guidance=2.0, guidance_stop=0.5, seed=7),
      {"timestep_spacing": "trailing"}),
+    # the demo model's MRI setting: stochastic, noise drawn per sample from its own seed
+    (SampleConfig(sampler="sde-dpm++", steps=5, spacing="karras", guidance=2.0, seed=2), {"use_karras_sigmas": True}),
 ])
 def test_generate_matches_plain_diffusers_loop(model: MedM2G, sample: SampleConfig, kw: dict) -> None:
     x = torch.rand((2, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
