@@ -1,4 +1,4 @@
-"""The seven figures of ``make bench`` (issue 10). Each returns a JSON-ready dict.
+"""The figures of ``make bench`` (issue 10; figure 8: issue 20). Each returns a JSON-ready dict.
 
 Every figure is a ratio against a baseline measured in the same run (these machines are noisy),
 the median of several runs. Sizes are kept small where the ratio does not depend on them; each
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .common import median, medians
+from .speed_figure import fig8_default_vs_ddim50
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -508,6 +509,7 @@ FIGURES = {
     "5": fig5_train_throughput,
     "6": fig6_samplers,
     "7": fig7_flops,
+    "8": fig8_default_vs_ddim50,  # bench/speed_figure.py (issue 20)
 }
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
@@ -520,6 +522,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "5": {"preset": "small", "steps": 20, "batch": 8, "runs": 5},  # 4-step runs were noise (0.84-1.06)
         "6": {"preset": "small", "slices": 4, "ddim_steps": 50, "dpm_steps": 20, "runs": 2},
         "7": {"presets": ["tiny", "small", "full"], "timed": ["tiny", "small"], "batch": 4, "runs": 3},
+        "8": {"slices": 8, "runs": 3, "ref_runs": 2},  # demo weights; 8 of the head's 95 slices
     },
     # tests: every code path, tiny sizes
     "quick": {
@@ -530,5 +533,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "5": {"preset": "tiny", "steps": 1, "batch": 2, "runs": 1},
         "6": {"preset": "tiny", "slices": 2, "ddim_steps": 2, "dpm_steps": 2, "runs": 1},
         "7": {"presets": ["tiny"], "timed": ["tiny"], "batch": 2, "runs": 1},
+        "8": {"preset": "tiny", "slices": 3, "runs": 1, "ref_runs": 1, "sampling": {"sampler": "dpm++", "steps": 2},
+              "reference": {"sampler": "ddim", "steps": 3, "eta": 1.0}},
     },
 }

@@ -1,4 +1,4 @@
-"""``make bench``: the seven performance figures of issue 10, printed and written to bench/results.json.
+"""``make bench``: the performance figures of issues 10 and 20, printed and written to bench/results.json.
 
 Usage: ``python bench/run.py [--only 1,3] [--quick] [--out PATH] [--threads N]``. ``--quick`` uses
 tiny sizes (the test suite runs it); the default sizes finish in a few minutes on 2 CPU cores.
@@ -54,6 +54,10 @@ def headline(key: str, r: dict[str, Any]) -> str:
                 s += f" @ {row['achieved_gflop_per_s']:.1f} GFLOP/s"
             parts.append(s)
         return "; ".join(parts)
+    if key == "8":
+        from bench.speed_figure import headline as speed_headline
+
+        return speed_headline(r)
     return json.dumps(r)[:100]
 
 
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(FIGURES)
     unknown = [k for k in keys if k not in FIGURES]
     if unknown:
-        print(f"error: unknown figure(s) {', '.join(unknown)} — use 1..7", file=sys.stderr)
+        print(f"error: unknown figure(s) {', '.join(unknown)} — use 1..{len(FIGURES)}", file=sys.stderr)
         return 2
     sizes = SIZES["quick" if args.quick else "default"]
     results: dict[str, Any] = {

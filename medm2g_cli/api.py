@@ -39,6 +39,7 @@ from .inference.runtime import (
     select_device,
     weights_hash,
 )
+from .inference.sampling import model_sampling
 from .io.atomic import atomic_dir, check_output
 from .io.outputs import check_separate, write_marker
 from .io.volume import Volume
@@ -66,14 +67,27 @@ class Session:
     device: Any = None
     model: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    target: str | None = None
 
     @classmethod
     def open(cls, settings: InferenceSettings, needed: Sequence[str], log: Log = _nolog) -> Session:
-        """Validate settings, resolve the weights and check their branches (no model loaded yet)."""
+        """Validate settings, resolve the weights and check their branches (no model loaded yet).
+
+        ``needed`` lists the input branches, then the output's (which picks the model's sampler
+        settings, :mod:`medm2g_cli.inference.sampling`)."""
         settings.validate()
         weights = resolve_weights(settings.weights)
         meta = check_branches(weights, needed)
-        return cls(settings, weights, meta, log)
+        model_sampling(meta, str(weights / "medm2g.json"))  # a bad "sampling" block stops here
+        return cls(settings, weights, meta, log, target=needed[-1] if needed else None)
+
+    def sampling(self) -> dict[str, Any]:
+        """The model's ``sampling`` block as it applies to this session's output branch."""
+        return model_sampling(self.meta, target=self.target)
+
+    def sample_config(self) -> Any:
+        """Sampler settings: flags, else the model's ``sampling`` block, else Table A3."""
+        return self.settings.sample_config(model=self.sampling())
 
     def load(self) -> Any:
         """Select the device and load the model (once)."""
@@ -96,12 +110,12 @@ class Session:
         """``--batch-size`` or one chosen from free memory."""
         if self.settings.batch_size:
             return self.settings.batch_size
-        guided = self.settings.sample_config().guidance != 1.0
+        guided = self.sample_config().guidance != 1.0
         return auto_batch_size(self.device, self.model.image_size, samples, guided)
 
     def report(self, command: str, inputs: list[Path], outputs: list[Path], extra: dict[str, Any]) -> dict[str, Any]:
         """The run report of this session."""
-        return run_report(command, settings=self.settings.as_dict(), device=str(self.device),
+        return run_report(command, settings=self.settings.as_dict(self.sampling()), device=str(self.device),
                           weights=self.weights, weights_sha256=weights_hash(self.weights), inputs=inputs,
                           outputs=outputs, timings=self.timings, extra=extra)
 
@@ -321,7 +335,7 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     model = sess.load()
     bs = sess.batch_size(samples)
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]
-    res = translate_sources(model, sources, target, sample=sess.settings.sample_config(), samples=samples,
+    res = translate_sources(model, sources, target, sample=sess.sample_config(), samples=samples,
                             batch_size=bs, axis=axis, autocast=sess.autocast(), progress=progress, log=sess.log)
     from .inference.volio import write_std_map, write_volume
     from .io.dicom_write import case_context
@@ -343,7 +357,7 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
                                                                 res.normalisation["output"], sess.log)}
     return {"output": str(out), "files": [str(p) for p in files], "format": f, "shape": list(res.mean.shape),
             "slices": res.slices, "batch_size": bs, "timings": res.timings, "normalisation": res.normalisation,
-            **checked}
+            "background_slices": res.background_slices, **checked}
 
 
 
@@ -519,7 +533,7 @@ def generate_images(
 
     t = time.perf_counter()
     with sess.autocast():
-        imgs = model.generate(target, [Condition("text", [text])], num_samples=num, sample=sess.settings.sample_config(),
+        imgs = model.generate(target, [Condition("text", [text])], num_samples=num, sample=sess.sample_config(),
                               height=size, width=size, batch_size=sess.batch_size(1))
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
     arr = imgs.float().cpu().numpy()[:, 0]
@@ -536,7 +550,7 @@ def generate_images(
         contact_sheet(previews, tmp / "contact_sheet.png", overwrite=True)
         sidecar = {"prompt": text, "prompt_truncated": truncated, "target": target, "num": num, "format": fmt,
                    "size": size or model.image_size, "files": files, "intensity_mapping": mapping,
-                   "settings": sess.settings.as_dict(), "synthetic": True,
+                   "settings": sess.settings.as_dict(sess.sampling()), "synthetic": True,
                    "medm2g": __version__, "weights_sha256": weights_hash(sess.weights)}
         write_json(sidecar, tmp / "generate.json")
         rep = sess.report("generate", [], [], {"prompt": text, "target": target, "num": num, "files": files})
@@ -598,7 +612,7 @@ def report_images(
     for p, img, ok in zip(paths, images, checked, strict=True):
         x = img if img.shape[-1] == model.image_size else _resize(img, model.image_size)
         with sess.autocast():
-            text = model.generate("text", [Condition("xray", x.to(model.device))], sample=sess.settings.sample_config(),
+            text = model.generate("text", [Condition("xray", x.to(model.device))], sample=sess.sample_config(),
                                   text_method=decoding, num_beams=num_beams)
         results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p)), "applicability": ok})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)

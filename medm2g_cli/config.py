@@ -220,6 +220,13 @@ class ModelConfig:
         return _from_dict(cls, data).validate()
 
 
+SAMPLERS = ("ddim", "dpm++", "sde-dpm++", "unipc")
+"""Samplers of :class:`SampleConfig`: DDIM; DPM-Solver++ 2M and UniPC (multistep ODE solvers);
+SDE-DPM-Solver++ 2M (stochastic, seeded per sample like DDIM with eta > 0)."""
+SPACINGS = ("leading", "linspace", "trailing", "karras")
+"""Timestep spacings of :class:`SampleConfig` (``karras`` only for the multistep solvers)."""
+
+
 @dataclass
 class SampleConfig:
     """Sampler settings (Table A3 defaults: DDIM, 50 steps, eta 1.0, guidance 2.0)."""
@@ -227,13 +234,27 @@ class SampleConfig:
     steps: int = 50
     eta: float = 1.0
     guidance: float = 2.0
-    sampler: Literal["ddim", "dpm++"] = "ddim"
+    sampler: Literal["ddim", "dpm++", "sde-dpm++", "unipc"] = "ddim"
     seed: int = 0
+    # Timestep spacing: None = the sampler's own (DDIM "leading" as in SD, DPM-Solver++/UniPC
+    # "linspace"); "karras" (DPM-Solver++/UniPC only) or "leading"/"linspace"/"trailing".
+    spacing: str | None = None
+    # Fraction of the steps that use classifier-free guidance; later steps run the conditional
+    # rows only (guidance 1, half the UNet rows). 1.0 = guided throughout (Table A3).
+    guidance_stop: float = 1.0
 
     def validate(self) -> SampleConfig:
         """Check ranges; raise :class:`ConfigError`."""
-        if self.sampler not in ("ddim", "dpm++"):
-            raise ConfigError(f"unknown sampler '{self.sampler}'", "use ddim or dpm++")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler '{self.sampler}'", f"use one of: {', '.join(SAMPLERS)}")
+        if self.spacing is not None and self.spacing not in SPACINGS:
+            raise ConfigError(f"unknown timestep spacing '{self.spacing}'", f"use one of: {', '.join(SPACINGS)}")
+        if self.spacing == "karras" and self.sampler == "ddim":
+            raise ConfigError("--spacing karras needs a multistep sampler (dpm++, sde-dpm++, unipc)",
+                              "use --sampler dpm++ (or another spacing with ddim)")
+        if not 0.0 <= self.guidance_stop <= 1.0:
+            raise ConfigError(f"--guidance-stop {self.guidance_stop} is out of range",
+                              "use a fraction of the steps in [0, 1] (1 = guided throughout)")
         if not 1 <= self.steps <= 1000:
             raise ConfigError(f"--steps {self.steps} is out of range", "use 1..1000 (50 is the default)")
         if self.eta < 0:

@@ -19,14 +19,14 @@ OutFormat = Annotated[str | None, typer.Option("--format", "-f", help="nifti|dic
 
 
 def settings(weights: Path | None, device: str, precision: str, steps: int | None, guidance: float | None,
-             eta: float | None, sampler: str, seed: int, batch_size: int | None, skip_verify: bool = False,
-             compile_: bool = False) -> Any:
-    """The API's InferenceSettings from the common options."""
+             eta: float | None, sampler: str | None, seed: int, batch_size: int | None, skip_verify: bool = False,
+             compile_: bool = False, guidance_stop: float | None = None, spacing: str | None = None) -> Any:
+    """The API's InferenceSettings from the common options (None = not given on the command line)."""
     from ..inference.runtime import InferenceSettings
 
     return InferenceSettings(weights=weights, device=device, precision=precision, steps=steps, guidance=guidance,
                              eta=eta, sampler=sampler, seed=seed, batch_size=batch_size, verify=not skip_verify,
-                             compile=compile_)
+                             compile=compile_, guidance_stop=guidance_stop, spacing=spacing)
 
 
 def log(message: str) -> None:

@@ -44,7 +44,7 @@ Size = Annotated[int | None, typer.Option("--size", help="Image side in pixels (
 
 
 def _run(target: str, prompt: str, num: int, output: Path, fmt: str, size: int | None, weights: Path | None,
-         device: str, precision: str, steps: int | None, guidance: float | None, eta: float | None, sampler: str,
+         device: str, precision: str, steps: int | None, guidance: float | None, eta: float | None, sampler: str | None,
          seed: int, batch_size: int | None, skip_verify: bool, overwrite: bool, json_out: bool) -> None:
     from ..api import generate_images
 
@@ -79,7 +79,7 @@ def _make(target: str):  # noqa: ANN202 - returns a Typer command function
         steps: Steps = None,
         guidance: Guidance = None,
         eta: Eta = None,
-        sampler: Sampler = "ddim",
+        sampler: Sampler = None,
         seed: Seed = 0,
         batch_size: BatchSize = None,
         skip_verify: SkipVerify = False,

@@ -48,7 +48,7 @@ def report(
     steps: Steps = None,
     guidance: Guidance = None,
     eta: Eta = None,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
     seed: Seed = 0,
     skip_verify: SkipVerify = False,
     json_out: JsonOut = False,

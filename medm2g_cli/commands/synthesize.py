@@ -15,12 +15,14 @@ from ._common import (
     Device,
     Eta,
     Guidance,
+    GuidanceStop,
     JsonOut,
     Overwrite,
     Precision,
     Sampler,
     Seed,
     SkipVerify,
+    Spacing,
     Steps,
     Weights,
     console,
@@ -55,7 +57,9 @@ def synthesize(
     steps: Steps = None,
     guidance: Guidance = None,
     eta: Eta = None,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
+    guidance_stop: GuidanceStop = None,
+    spacing: Spacing = None,
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
@@ -69,7 +73,8 @@ def synthesize(
     from ..api import synthesize as run
 
     specs = [parse_input_spec(s) for s in inputs]
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
+                       guidance_stop, spacing)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
         rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
                   preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize,

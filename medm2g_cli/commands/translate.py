@@ -15,12 +15,14 @@ from ._common import (
     Device,
     Eta,
     Guidance,
+    GuidanceStop,
     JsonOut,
     Overwrite,
     Precision,
     Sampler,
     Seed,
     SkipVerify,
+    Spacing,
     Steps,
     Weights,
     console,
@@ -60,7 +62,9 @@ def translate(
     steps: Steps = None,
     guidance: Guidance = None,
     eta: Eta = None,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
+    guidance_stop: GuidanceStop = None,
+    spacing: Spacing = None,
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
@@ -72,7 +76,8 @@ def translate(
     """Translate a volume to another modality or MRI contrast, slice by slice, on the input grid."""
     from ..api import translate_path
 
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
+                       guidance_stop, spacing)
     with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
         rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
                              resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,

@@ -633,12 +633,6 @@ class MedM2G(nn.Module):
     def _noise(self, gens: Sequence[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
         return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(self.device, self.dtype)
 
-    def _scheduler(self, sample: SampleConfig) -> Any:
-        s = (schedulers.ddim_scheduler if sample.sampler == "ddim" else schedulers.dpm_scheduler)(
-            self.config.scheduler)
-        s.set_timesteps(sample.steps)
-        return s
-
     def guided_noise(self, target: str, z: torch.Tensor, t: Any, tokens: torch.Tensor, null_tokens: torch.Tensor,
                      guidance: float, concat: torch.Tensor | None = None,
                      null_concat: torch.Tensor | None = None) -> torch.Tensor:
@@ -673,6 +667,8 @@ class MedM2G(nn.Module):
         if sample.sampler == "ddim":
             noise = self._noise(gens, tuple(z.shape[1:])) if sample.eta > 0 else None
             return schedulers.ddim_step(sched, eps, int(t), z, sample.eta, noise)
+        if sample.sampler == "sde-dpm++":  # per-sample seeded noise, as for DDIM
+            return sched.step(eps, t, z, variance_noise=self._noise(gens, tuple(z.shape[1:]))).prev_sample
         return sched.step(eps, t, z).prev_sample
 
     @torch.inference_mode()
@@ -721,18 +717,21 @@ class MedM2G(nn.Module):
             sl = slice(s, min(s + bs, total))
             g = gens[sl]
             z = self._noise(g, shape)
-            sched = self._scheduler(sample)
+            sched = schedulers.sampling_scheduler(self.config.scheduler, sample)
             z = z * sched.init_noise_sigma
             cc = None if concat is None else concat[sl]
             # The guided batch's conditioning ([null; cond] tokens and concat channels) is built
             # once per slice batch, not once per step (same values as :meth:`guided_noise`).
-            if guidance == 1.0:
-                seq, seq_cc = tokens[sl], cc
-            else:
+            # After ``guided`` steps (sample.guidance_stop) only the conditional rows run.
+            guided = 0 if guidance == 1.0 else schedulers.guided_steps(sample)
+            seq, seq_cc = tokens[sl], cc
+            if guided:
                 seq = torch.cat([null[sl], tokens[sl]])
                 seq_cc = None if cc is None else torch.cat([torch.zeros_like(cc), cc])
-            for t in sched.timesteps:
-                eps = self._guided_eps(mod, z, t, seq, seq_cc, guidance)
+            for i, t in enumerate(sched.timesteps):
+                if i == guided and guided:
+                    seq, seq_cc = tokens[sl], cc
+                eps = self._guided_eps(mod, z, t, seq, seq_cc, guidance if i < guided else 1.0)
                 z = self._step(sched, sample, eps, t, z, g)
             outs.append(z)
         z = torch.cat(outs)
@@ -784,8 +783,9 @@ class MedM2G(nn.Module):
         gens = self._generators(total, sample, generator)
         null_emb = self.null_embedding(1)  # once, not per step
         z = [self._noise(gens, shapes[0]), self._noise(gens, shapes[1])]
-        sched = [self._scheduler(sample), self._scheduler(sample)]
-        for t in sched[0].timesteps:
+        sched = [schedulers.sampling_scheduler(self.config.scheduler, sample) for _ in range(2)]
+        guided = schedulers.guided_steps(sample)
+        for step_i, t in enumerate(sched[0].timesteps):
             tt = torch.as_tensor(t, device=self.device).reshape(-1).expand(total)
             ctx = [self.context_tokens(specs[i][0], z[i], tt) for i in range(2)]
             new = []
@@ -794,7 +794,7 @@ class MedM2G(nn.Module):
                 pm = specs[1 - i][0]
                 tokens = self.prompt_tokens(m, prompt, c, [(pm, ctx[1 - i])], batch=total, null=null_emb)
                 null = self.null_tokens_like(m, tokens, c, n_keep=ctx[1 - i].shape[1], null=null_emb)
-                eps = self.guided_noise(m, z[i], t, tokens, null, guidance)
+                eps = self.guided_noise(m, z[i], t, tokens, null, guidance if step_i < guided else 1.0)
                 new.append(self._step(sched[i], sample, eps, t, z[i], gens))
             z = new
         if not decode:

@@ -252,6 +252,7 @@ class TranslationResult:
     batch_size: int = 1
     slices: int = 0
     normalisation: dict[str, Any] = field(default_factory=dict)
+    background_slices: int = 0  # slices written as the background value without the model
 
 
 def translate_sources(
@@ -266,18 +267,23 @@ def translate_sources(
     autocast: Any = None,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    background_fraction: float | None = None,
 ) -> TranslationResult:
     """Translate pixel-aligned ``sources`` (all on the grid of the first) to ``target``.
 
     ``sample`` is the engine's SampleConfig (its seed is the base seed); ``samples`` draws K samples
     per slice and returns their mean plus the per-voxel standard deviation. Returns volumes on the
-    first source's grid with the first source's affine and metadata.
+    first source's grid with the first source's affine and metadata. Slices where every source is
+    below ``background_fraction`` of its window (default
+    :data:`~medm2g_cli.inference.background.BACKGROUND_FRACTION`; 0 = model every slice) are
+    written as the background value (std 0) without running the model.
     """
     import contextlib
 
     import torch
 
     from ..engine import Condition
+    from .background import BACKGROUND_FRACTION, background_slices, background_value, foreground_batches
 
     if not sources:
         raise ConfigError("no input volumes", "give at least one input")
@@ -322,8 +328,16 @@ def translate_sources(
     t1 = time.perf_counter()
     base_seed = int(sample.seed)
     eta_logged = False
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+    skip = background_slices(moved, norms, BACKGROUND_FRACTION if background_fraction is None else background_fraction)
+    bg = background_value(out_norm)
+    for k in np.flatnonzero(skip):
+        mean[k] = bg
+        if std is not None:
+            std[k] = 0.0
+    done = int(skip.sum())
+    if progress is not None and done:
+        progress(done, n)
+    for start, stop in foreground_batches(skip, batch_size):
         conds = [Condition(s.name, geom.to_model(nm.forward(m[start:stop])).to(model.device), weight=s.weight)
                  for s, m, nm in zip(sources, moved, norms, strict=True)]
         sample.seed = base_seed + start * samples  # per-slice seeds: independent of the batch size
@@ -335,12 +349,13 @@ def translate_sources(
         mean[start:stop] = phys.mean(axis=1)
         if std is not None:
             std[start:stop] = phys.std(axis=1)
+        done += stop - start
         if progress is not None:
-            progress(stop, n)
-        if log is not None and not eta_logged and stop < n:
+            progress(done, n)
+        if log is not None and not eta_logged and done < n:
             # ETA from the first measured batch (performance.md: warn about overnight CPU jobs).
             eta_logged = True
-            eta = (time.perf_counter() - t1) / stop * (n - stop)
+            eta = (time.perf_counter() - t1) / (stop - start) * (n - done)
             if eta > 3600:
                 log(f"warning: about {eta / 3600:.1f} h left for {n} slices at this speed — use a GPU, "
                     "--sampler dpm++ --steps 20, or --precision bf16 on CPUs with AVX512-BF16")
@@ -351,7 +366,7 @@ def translate_sources(
     mean_vol = ref.with_array(mean_arr, modality=tgt_mod)
     std_vol = ref.with_array(std_arr, modality=tgt_mod) if std_arr is not None else None
     return TranslationResult(
-        mean=mean_vol, std=std_vol, batch_size=batch_size, slices=n,
+        mean=mean_vol, std=std_vol, batch_size=batch_size, slices=n, background_slices=int(skip.sum()),
         timings={"prepare_s": round(t_prep, 4), "model_s": round(t_model, 4),
                  "per_slice_s": round(t_model / max(n, 1), 4)},
         normalisation={"inputs": [vars(x) for x in norms], "output": vars(out_norm)},

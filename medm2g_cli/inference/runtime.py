@@ -35,25 +35,26 @@ class InferenceSettings:
     steps: int | None = None
     guidance: float | None = None
     eta: float | None = None
-    sampler: str = "ddim"
+    sampler: str | None = None  # None (unset): the model's medm2g.json "sampling" block, else DDIM
     seed: int = 0
     batch_size: int | None = None
     verify: bool = True
     compile: bool = False  # torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs)
     channels_last: bool | None = None  # None: on for CUDA only
+    guidance_stop: float | None = None  # fraction of steps with guidance (None: model, else 1.0)
+    spacing: str | None = None  # timestep spacing (None: model, else the sampler's own)
 
-    def sample_config(self, seed: int | None = None) -> Any:
-        """The engine's :class:`SampleConfig` (Table A3 defaults for what is not given)."""
-        from ..config import SampleConfig
+    def sample_config(self, seed: int | None = None, model: dict[str, Any] | None = None) -> Any:
+        """The engine's :class:`SampleConfig`: each setting from its flag, else from the model's
+        ``sampling`` block (``model``, see :mod:`medm2g_cli.inference.sampling`), else Table A3."""
+        return self.sample_origin(seed, model)[0]
 
-        cfg = SampleConfig(sampler=self.sampler, seed=self.seed if seed is None else seed)  # type: ignore[arg-type]
-        if self.steps is not None:
-            cfg.steps = self.steps
-        if self.guidance is not None:
-            cfg.guidance = self.guidance
-        if self.eta is not None:
-            cfg.eta = self.eta
-        return cfg.validate()
+    def sample_origin(self, seed: int | None = None, model: dict[str, Any] | None = None
+                      ) -> tuple[Any, dict[str, str]]:
+        """(SampleConfig, where each setting came from: flag|model|preset)."""
+        from .sampling import KEYS, resolve
+
+        return resolve({k: getattr(self, k) for k in KEYS}, model, self.seed if seed is None else seed)
 
     def validate(self) -> InferenceSettings:
         """Check option values that need no model (raises :class:`ConfigError`)."""
@@ -65,12 +66,15 @@ class InferenceSettings:
         parse_device_spec(self.device)
         return self
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly settings for run reports (sampler defaults filled in)."""
-        s = self.sample_config()
+    def as_dict(self, model: dict[str, Any] | None = None) -> dict[str, Any]:
+        """JSON-friendly settings for run reports: the sampler settings used (``model``: the
+        model's ``sampling`` block) and, under ``sampling_source``, where each came from."""
+        from .sampling import as_dict
+
+        s, origin = self.sample_origin(model=model)
         return {"weights": str(self.weights) if self.weights else None, "device": self.device,
-                "precision": self.precision, "steps": s.steps, "guidance": s.guidance, "eta": s.eta,
-                "sampler": s.sampler, "seed": s.seed, "batch_size": self.batch_size, "verify": self.verify,
+                "precision": self.precision, **as_dict(s), "seed": s.seed, "sampling_source": origin,
+                "batch_size": self.batch_size, "verify": self.verify,
                 "compile": self.compile, "channels_last": self.channels_last}
 
 
@@ -227,7 +231,42 @@ def auto_batch_size(device: Any, image_size: int, samples: int = 1, guidance: bo
     # guidance, performance.md section 2); small models are overhead-bound and gain from more
     # slices per forward (small preset, 64 px: 8 slices x 2 guidance rows).
     pixels = image_size * image_size * per_row
-    return int(max(2, min(16, 65536 // pixels)))
+    return int(max(2, min(16, CPU_PIXELS_PER_FORWARD // pixels)))
+
+
+# Pixels per CPU forward (rows x image side^2). Measured on the demo model (small preset, 128 px,
+# 1 thread): 0.117 s per UNet row at 4 rows, 0.085 at 16, 0.080 at 32 (issue 20); SD-1.5-sized
+# models stay at the minimum of 2 slices.
+CPU_PIXELS_PER_FORWARD = 16 * 128 * 128
+
+
+def cpu_threads() -> int:
+    """Intra-op threads for CPU work: the CPUs this process may run on (``os.sched_getaffinity``),
+    capped by a cgroup CPU quota (``/sys/fs/cgroup/cpu.max``) where one is set."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def set_cpu_threads() -> int:
+    """Set torch's intra-op threads to :func:`cpu_threads` unless the user chose them
+    (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``); more threads than CPUs makes every step wait on
+    descheduled threads. Returns the number in effect."""
+    import torch
+
+    if not (os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")):
+        n = cpu_threads()
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+    return int(torch.get_num_threads())
 
 
 def load_model(weights: Path, device: Any, verify: bool = True, *, compile: bool = False,  # noqa: A002
@@ -237,6 +276,8 @@ def load_model(weights: Path, device: Any, verify: bool = True, *, compile: bool
     from ..engine import MedM2G
     from ..engine.speed import optimize_for_inference
 
+    if getattr(device, "type", str(device)) == "cpu":
+        set_cpu_threads()
     model = MedM2G.from_pretrained(weights, device=device, verify=verify)
     return optimize_for_inference(model, channels_last=channels_last, compile=compile)
 

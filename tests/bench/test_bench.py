@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,16 +22,22 @@ def test_run_quick_writes_every_in_process_figure(tmp_path: Path) -> None:
     from bench.run import main
 
     out = tmp_path / "results.json"
-    assert main(["--quick", "--only", "1,4,5,6,7", "--out", str(out)]) == 0
+    assert main(["--quick", "--only", "1,4,5,6,7,8", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert {"machine", "versions", "settings", "figures"} <= set(res)
     f = res["figures"]
-    assert set(f) == {"1", "4", "5", "6", "7"} and not any("error" in v for v in f.values())
+    assert set(f) == {"1", "4", "5", "6", "7", "8"} and not any("error" in v for v in f.values())
     assert f["1"]["medm2g_slices_per_s"] > 0 and f["1"]["plain_slices_per_s"] > 0
     assert f["4"]["same_voxels"]  # both readers decoded the same series
     assert f["5"]["ratio"] > 0
     assert f["6"]["ddim50"]["psnr_db"] > 0 and f["6"]["time_ratio"] > 0
     assert f["7"]["presets"]["tiny"]["gflop_per_eval"] > 0
+    for task in ("translate", "synthesize"):  # figure 8: default (the size table's block) vs the DDIM reference
+        d, r = f["8"][task]["default"], f["8"][task]["ddim50"]
+        assert d["settings"]["sampler"] == "dpm++" and d["source"]["sampler"] == "model"
+        assert r["settings"]["sampler"] == "ddim" and r["source"]["sampler"] == "flag"
+        assert d["stages_s"]["unet_rows"] < r["stages_s"]["unet_rows"] and d["stages_s"]["unet"] > 0
+        assert f["8"][task]["time_ratio"] > 0 and np.isfinite(f["8"][task]["quality_diff"])
 
 
 def test_plain_baseline_matches_medm2g_translation() -> None:
@@ -78,4 +85,5 @@ def test_device_dry_run(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["translate_bf16"]["finite"] and res["translate_bf16"]["slices_per_s"] > 0
     assert res["unet_forward_bf16"]["compiled"]["s_per_forward"] > 0
+    assert res["fig8_default_vs_ddim50"]["translate"]["time_ratio"] > 0  # gpu.sh's figure 8 (full preset on a GPU)
     assert res["train_bf16"]["medm2g_samples_per_s"] > 0

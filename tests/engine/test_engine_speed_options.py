@@ -139,5 +139,23 @@ def test_auto_batch_size_cpu() -> None:
 
     cpu = torch.device("cpu")
     assert auto_batch_size(cpu, 512) == 2  # SD-1.5 size: flat beyond batch 2 with guidance
-    assert auto_batch_size(cpu, 64) == 8  # small preset: overhead-bound, batch more slices
-    assert auto_batch_size(cpu, 64, guidance=False) == 16
+    assert auto_batch_size(cpu, 128) == 8  # demo model: overhead-bound, 16 rows per forward (issue 20)
+    assert auto_batch_size(cpu, 128, guidance=False) == 16
+    assert auto_batch_size(cpu, 64) == 16
+
+
+def test_chunked_autoencoders_equal_whole_batches(source: torch.Tensor) -> None:
+    """CPU default (issue 20): autoencoders run 4 images at a time, with the same latents and images."""
+    m = _fresh()
+    x = torch.cat([source, source.flip(-1), source.flip(-2)])  # 12 images: 3 chunks of 4
+    z_in = torch.randn(12, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    seen: list[int] = []
+    m.parts["vae_ct"].decoder.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    with torch.inference_mode():
+        z_ref, img_ref = m.encode_image("mri", x), m.decode_image("ct", z_in)
+        speed.optimize_for_inference(m)  # on CPU: vae_chunk 4
+        z, img = m.encode_image("mri", x), m.decode_image("ct", z_in)
+    assert seen == [12, 4, 4, 4]
+    assert torch.allclose(z, z_ref, atol=ATOL) and torch.allclose(img, img_ref, atol=ATOL)
+    speed.optimize_for_inference(m, vae_chunk=0)  # off again: the class's own methods
+    assert "decode" not in vars(m.parts["vae_ct"]) and "encode" not in vars(m.parts["vae_mri"])
