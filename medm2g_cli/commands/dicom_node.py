@@ -19,10 +19,12 @@ from ._common import (
     Device,
     Eta,
     Guidance,
+    GuidanceStop,
     Precision,
     Sampler,
     Seed,
     SkipVerify,
+    Spacing,
     Steps,
     Weights,
 )
@@ -75,7 +77,9 @@ def dicom_node(
     steps: Steps = None,
     guidance: Guidance = None,
     eta: Eta = None,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
+    guidance_stop: GuidanceStop = None,
+    spacing: Spacing = None,
     seed: Seed = 0,
     batch_size: BatchSize = None,
     skip_verify: SkipVerify = False,
@@ -99,7 +103,8 @@ def dicom_node(
         raise ConfigError("--idle-timeout and --timeout must be positive", "e.g. --idle-timeout 10")
     if samples < 1:
         raise ConfigError(f"--samples {samples} is not positive", "use 1 or more")
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_)
+    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
+                       guidance_stop, spacing)
     st.validate()
     check_branches(resolve_weights(st.weights), [src, tgt])
     if log_file is not None and not log_file.parent.is_dir():

@@ -49,7 +49,7 @@ def xray_report(
     steps: Steps = None,
     guidance: Guidance = None,
     eta: Eta = None,
-    sampler: Sampler = "ddim",
+    sampler: Sampler = None,
     seed: Seed = 0,
     skip_verify: SkipVerify = False,
     overwrite: Overwrite = False,
