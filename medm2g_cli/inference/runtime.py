@@ -176,7 +176,7 @@ def select_device(spec: str, log: Log = _nolog) -> Any:
             return torch.device("cuda")
         if mps_ok:
             return torch.device("mps")
-        log("warning: no GPU detected, running on CPU — this can be slow; lower --steps or use --sampler dpm++")
+        log("warning: no GPU detected, running on CPU — pass --device cpu to choose it and hide this line")
         return torch.device("cpu")
     if s.startswith("cuda"):
         if not cuda_ok:
