@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from ...errors import DependencyError
-from . import tissues as T
+from .tissues import AIR_HU, CT_HU, TISSUES, signal_table, tissue_signal
 
 MRI_CONTRASTS: tuple[str, ...] = ("t1", "t2", "pd", "flair", "t1ce")
 MRI_SCALE = 2000.0  # signal (~0-1.2) -> int16 grey values, similar in range to IXI's files
@@ -257,25 +257,25 @@ def generate_brain_subject(
     flat = frac.reshape(8, -1)
     coords = [np.linspace(-1.0, 1.0, shape[i], dtype=np.float32) for i in range(3)]
     for contrast in MRI_CONTRASTS:
-        s = (T.signal_table(contrast) @ flat).reshape(shape)
+        s = (signal_table(contrast) @ flat).reshape(shape)
         # smooth multiplicative bias field (different per sequence, like real coil sensitivity)
         g = rng.normal(0, 0.12, 6)
         bias = np.exp(g[0] * coords[0][:, None, None] + g[1] * coords[1][None, :, None]
                       + g[2] * coords[2][None, None, :] + g[3] * coords[0][:, None, None] ** 2
                       + g[4] * coords[1][None, :, None] ** 2 + g[5] * coords[2][None, None, :] ** 2)
         s = s * bias
-        sigma = noise * T.tissue_signal("white_matter", contrast)
+        sigma = noise * tissue_signal("white_matter", contrast)
         n1 = rng.normal(0, sigma, shape).astype(np.float32)
         n2 = rng.normal(0, sigma, shape).astype(np.float32)
         s = np.sqrt((s + n1) ** 2 + n2**2)  # Rician magnitude noise
         images[contrast] = np.clip(np.rint(s * MRI_SCALE), 0, 32767).astype(np.int16)
 
-    hu = np.array([T.CT_HU[t] for t in T.TISSUES], np.float32)
+    hu = np.array([CT_HU[t] for t in TISSUES], np.float32)
     # bone: dense cortical tables (~1500 HU) around cancellous diploe (~750 HU)
     u = np.clip((dist - _CSF_SHELL) / (_BONE_SHELL - _CSF_SHELL), 0, 1)
     bone_hu = 750.0 + 750.0 * np.abs(2 * u - 1) ** 1.5
     ct = (hu[:, None] * flat).sum(0).reshape(shape) - hu[3] * frac[3] + bone_hu * frac[3]
-    ct = ct + background * T.AIR_HU + rng.normal(0, 4.0, shape).astype(np.float32)
+    ct = ct + background * AIR_HU + rng.normal(0, 4.0, shape).astype(np.float32)
     images["ct"] = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
 
     sid = subject_id or f"phantom-{seed}"
