@@ -45,6 +45,12 @@ def brain(
         typer.Option("--tumour-rate", help="Probability of a tumour per subject (default: ixi 0, brats 1, plain 0.5).",
                      show_default=False),
     ] = None,
+    randomise: Annotated[
+        int,
+        typer.Option("--randomise", help="Also write N domain-randomised renderings of each subject (contrast, bias, "
+                     "noise, slice thickness, field of view, orientation; CT unchanged) as sub-NNN-rKK (--layout plain).",
+                     min=0),
+    ] = 0,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -55,6 +61,8 @@ def brain(
       medm2g phantom brain -o brain --subjects 4
 
       medm2g phantom brain -o ixi --subjects 40 --layout ixi --seed 1
+
+      medm2g phantom brain -o train --subjects 8 --randomise 4
     """
     from ..data.phantom import write_brain_cohort
 
@@ -62,12 +70,13 @@ def brain(
         task = bar.add_task("", total=subjects)
         summary = write_brain_cohort(out, subjects, seed=seed, resolution=resolution, layout=layout,
                                      tumour_rate=tumour_rate, overwrite=overwrite,
-                                     progress=lambda i, n: bar.update(task, completed=i))
+                                     progress=lambda i, n: bar.update(task, completed=i), randomise=randomise)
     if json_out:
         print_json(summary)
         return
-    n_t = sum(s["tumour"] for s in summary["subjects"])
-    console().print(f"wrote {summary['n']} subjects ({n_t} with tumour, {resolution} mm, layout {layout}) to {out}")
+    n_t = sum(s["tumour"] for s in summary["subjects"][:: randomise + 1])
+    extra = f" and {summary['n'] * randomise} randomised renderings" if randomise else ""
+    console().print(f"wrote {summary['n']} subjects ({n_t} with tumour, {resolution} mm, layout {layout}){extra} to {out}")
 
 
 @phantom_app.command("chest")

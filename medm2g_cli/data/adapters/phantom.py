@@ -64,7 +64,11 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
             how = {"rule": f"all subjects in {forced} (--option split)", "scaled": False,
                    "counts": {sp: len(subjects) if sp == forced else 0 for sp in manifest.SPLITS}}
         else:
-            split, how = manifest.assign_seeded(subjects, (0.7, 0.1, 0.2), seed=opts.seed)
+            # a randomised rendering (sub-NNN-rKK, `phantom brain --randomise`) goes where its subject goes
+            source = {s: s.split("-r")[0] for s in subjects}
+            by_source, how = manifest.assign_seeded(sorted(set(source.values())), (0.7, 0.1, 0.2), seed=opts.seed)
+            split = {s: by_source[source[s]] for s in subjects}
+            how["counts"] = {sp: sum(v == sp for v in split.values()) for sp in manifest.SPLITS}
         jobs = [Job(s, split[s], {"kind": "brain", "dir": str(src / s)}) for s in subjects]
         info = {"name": "phantom-brain", "modalities": ["mri", "ct"], "keys": list(BRAIN_KEYS),
                 "flows": ["ct-mri", "t1-t2", "t1-pd", "t2-pd", "t1-flair", "text-ct"],

@@ -8,6 +8,7 @@ with ``mtime=0`` and no embedded file name; PNG via pillow carries no timestamp.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -21,6 +22,7 @@ from ...errors import ConfigError
 from ...io.atomic import atomic_dir, check_output
 from .brain import MRI_CONTRASTS, BrainSubject, generate_brain_subject
 from .chest import CHEST_FINDINGS, generate_chest
+from .randomise import RandomiseConfig, randomise_subject
 
 BRAIN_LAYOUTS = ("ixi", "brats", "plain")
 CHEST_LAYOUTS = ("iu-xray", "plain")
@@ -76,16 +78,26 @@ def write_brain_cohort(
     tumour_rate: float | None = None,
     overwrite: bool = False,
     progress: Progress = None,
+    randomise: int = 0,
+    randomise_config: RandomiseConfig | None = None,
 ) -> dict[str, Any]:
     """Generate ``n`` brain subjects and write them to folder ``out`` in ``layout`` (ixi, brats, plain).
 
     ``tumour_rate`` defaults to 0 for IXI (healthy volunteers), 1 for BraTS and 0.5 for plain.
+    ``randomise`` > 0 (plain layout only) also writes that many domain-randomised renderings of each
+    subject (:mod:`.randomise`) as ``sub-NNN-rKK`` next to ``sub-NNN``; ``prepare phantom`` keeps a
+    subject and its renderings in one split.
     Returns a summary dict (folder, layout, subjects with ids, files, seeds and findings).
     """
     if layout not in BRAIN_LAYOUTS:
         raise ConfigError(f"unknown brain layout {layout!r}", f"choose one of: {', '.join(BRAIN_LAYOUTS)}")
     if n < 1:
         raise ConfigError(f"--subjects must be at least 1 (got {n})", "pass --subjects N with N >= 1")
+    if randomise < 0:
+        raise ConfigError(f"--randomise must be 0 or more (got {randomise})", "pass --randomise N with N >= 0")
+    if randomise and layout != "plain":
+        raise ConfigError(f"--randomise needs --layout plain (got --layout {layout})",
+                          "use --layout plain: the IXI and BraTS layouts have no place for extra renderings")
     rate = DEFAULT_TUMOUR_RATE[layout] if tumour_rate is None else float(tumour_rate)
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"--tumour-rate must be between 0 and 1 (got {rate})", "pass a probability such as 0.5")
@@ -99,10 +111,15 @@ def write_brain_cohort(
             rows.append({"index": i, "subject": files["subject"], "seed": s_seed, "tumour": subj.has_tumour,
                          "finding": subj.finding, "files": files["files"],
                          "pose": subj.meta["pose"], "tumour_info": subj.meta["tumour"]})
+            for j in range(1, randomise + 1):
+                rows.append(_write_variant(tmp, subj, i, j, randomise_config))
             if progress:
                 progress(i + 1, n)
         meta = {"generator": "medm2g phantom brain", "seed": seed, "n": n, "resolution_mm": resolution,
                 "layout": layout, "tumour_rate": rate, "subjects": rows}
+        if randomise:
+            meta["randomise"] = {"per_subject": randomise,
+                                 "config": dataclasses.asdict(randomise_config or RandomiseConfig())}
         (tmp / "subjects.json").write_text(json.dumps(meta, indent=2) + "\n")
         if layout == "brats":
             with open(tmp / "name_mapping.csv", "w", newline="") as fh:
@@ -122,7 +139,17 @@ def write_brain_cohort(
             "tumour_rate": rate, "subjects": [{k: r[k] for k in ("subject", "seed", "tumour", "finding")} for r in rows]}
 
 
-def _write_brain_subject(root: Path, subj: BrainSubject, i: int, layout: str) -> dict[str, Any]:
+def _write_variant(root: Path, subj: BrainSubject, i: int, j: int, cfg: RandomiseConfig | None) -> dict[str, Any]:
+    """Write the ``j``-th randomised rendering of subject ``i`` (plain layout) and return its row."""
+    v_seed = int(np.random.SeedSequence([subj.seed, j]).generate_state(1)[0])  # independent of n and N
+    var = randomise_subject(subj, v_seed, cfg)
+    files = _write_brain_subject(root, var, i, "plain", key=f"sub-{i + 1:03d}-r{j:02d}")
+    return {"index": i, "subject": files["subject"], "seed": v_seed, "tumour": var.has_tumour,
+            "finding": var.finding, "files": files["files"], "source": f"sub-{i + 1:03d}",
+            "pose": var.meta["pose"], "tumour_info": var.meta["tumour"], "randomisation": var.meta["randomisation"]}
+
+
+def _write_brain_subject(root: Path, subj: BrainSubject, i: int, layout: str, key: str | None = None) -> dict[str, Any]:
     aff = subj.affine
     files: list[str] = []
     if layout == "ixi":
@@ -143,7 +170,7 @@ def _write_brain_subject(root: Path, subj: BrainSubject, i: int, layout: str) ->
         write_nifti(d / f"{key}_seg.nii.gz", _brats_seg(subj.labels), aff)
         files.append(f"{key}/{key}_seg.nii.gz")
         return {"subject": key, "files": files}
-    key = f"sub-{i + 1:03d}"
+    key = key or f"sub-{i + 1:03d}"
     d = root / key
     d.mkdir()
     for c in (*MRI_CONTRASTS, "ct"):
