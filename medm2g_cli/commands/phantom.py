@@ -51,6 +51,11 @@ def brain(
                      "noise, slice thickness, field of view, orientation; CT unchanged) as sub-NNN-rKK (--layout plain).",
                      min=0),
     ] = 0,
+    randomise_keep: Annotated[
+        str,
+        typer.Option("--randomise-keep", help="Comma list of MRI contrasts copied unrandomised into the renderings "
+                     "(a synthesis target such as pd; the CT always is).", show_default=False),
+    ] = "",
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -62,15 +67,18 @@ def brain(
 
       medm2g phantom brain -o ixi --subjects 40 --layout ixi --seed 1
 
-      medm2g phantom brain -o train --subjects 8 --randomise 4
+      medm2g phantom brain -o train --subjects 8 --randomise 4 --randomise-keep pd
     """
-    from ..data.phantom import write_brain_cohort
+    from ..data.phantom import RandomiseConfig, write_brain_cohort
 
+    keep = tuple(k.strip().lower() for k in randomise_keep.split(",") if k.strip())
+    config = RandomiseConfig.keeping(keep) if keep else None
     with _progress("brain phantoms") as bar:
         task = bar.add_task("", total=subjects)
         summary = write_brain_cohort(out, subjects, seed=seed, resolution=resolution, layout=layout,
                                      tumour_rate=tumour_rate, overwrite=overwrite,
-                                     progress=lambda i, n: bar.update(task, completed=i), randomise=randomise)
+                                     progress=lambda i, n: bar.update(task, completed=i), randomise=randomise,
+                                     randomise_config=config)
     if json_out:
         print_json(summary)
         return

@@ -95,6 +95,8 @@ def write_brain_cohort(
         raise ConfigError(f"--subjects must be at least 1 (got {n})", "pass --subjects N with N >= 1")
     if randomise < 0:
         raise ConfigError(f"--randomise must be 0 or more (got {randomise})", "pass --randomise N with N >= 0")
+    if randomise_config is not None and not randomise:
+        raise ConfigError("--randomise-keep only applies to randomised renderings", "add --randomise N with N >= 1")
     if randomise and layout != "plain":
         raise ConfigError(f"--randomise needs --layout plain (got --layout {layout})",
                           "use --layout plain: the IXI and BraTS layouts have no place for extra renderings")

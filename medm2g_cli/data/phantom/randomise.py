@@ -62,6 +62,9 @@ class RandomiseConfig:
     """Control points per axis of the bias field (lower = smoother)."""
     noise: Range = (0.0, 0.04)
     """Rician noise sigma relative to the brightest label mean."""
+    partial_volume: Range = (0.3, 0.6)
+    """Gaussian sigma (grid voxels) blurring every rendering: the soft tissue edges of a real acquisition
+    (the label map is hard, so without it every boundary would be a one-voxel step)."""
     thick_prob: float = 0.6
     """Probability of a thick-slice acquisition along one random axis."""
     thickness_mm: Range = (3.0, 8.0)
@@ -81,6 +84,11 @@ class RandomiseConfig:
     orient_prob: float = 0.5
     """Probability of a random axis permutation and flips (the affine follows)."""
 
+    @classmethod
+    def keeping(cls, clean: tuple[str, ...]) -> RandomiseConfig:
+        """The default ranges with the contrasts ``clean`` kept as rendered and the other MRI keys randomised."""
+        return cls(contrasts=tuple(c for c in MRI_CONTRASTS if c not in clean), clean=clean)
+
     def __post_init__(self) -> None:
         bad = [c for c in (*self.contrasts, *self.clean) if c not in MRI_CONTRASTS]
         if bad:
@@ -93,7 +101,7 @@ class RandomiseConfig:
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"{name} must be a probability (got {p})", "use a value between 0 and 1")
-        for name in ("label_std", "gamma", "noise", "thickness_mm", "inplane_factor", "partial_range"):
+        for name in ("partial_volume", "label_std", "gamma", "noise", "thickness_mm", "inplane_factor", "partial_range"):
             lo, hi = getattr(self, name)
             if lo > hi or lo < 0:
                 raise ConfigError(f"{name} range {lo}..{hi} is invalid", "give (low, high) with 0 <= low <= high")
@@ -110,6 +118,7 @@ class _Spatial:
     stop: np.ndarray
     factors: np.ndarray  # resolution loss per axis (>= 1), in grid voxels
     offset: np.ndarray  # first low-resolution sample per axis, in grid voxels
+    pv: float  # partial-volume blur (Gaussian sigma, grid voxels)
     perm: tuple[int, ...]
     flips: tuple[bool, ...]
     thick_axis: int | None = None
@@ -157,6 +166,7 @@ def _draw_spatial(rng: np.random.Generator, shape: tuple[int, ...], spacing: np.
     if cfg.lowres:
         offset = np.floor(offset)
 
+    pv = float(rng.uniform(*cfg.partial_volume))
     perm: tuple[int, ...] = (0, 1, 2)
     flips: tuple[bool, ...] = (False, False, False)
     if rng.random() < cfg.orient_prob:
@@ -165,8 +175,8 @@ def _draw_spatial(rng: np.random.Generator, shape: tuple[int, ...], spacing: np.
     info = {"crop_start": start.tolist(), "crop_stop": stop.tolist(), "partial": partial,
             "thick_axis": thick_axis, "factors": [round(float(f), 3) for f in factors],
             "voxel_mm": [round(float(f * s), 3) for f, s in zip(factors, spacing, strict=True)],
-            "perm": list(perm), "flips": list(flips), "lowres": cfg.lowres}
-    return _Spatial(start, stop, factors, offset, perm, flips, thick_axis, info)
+            "partial_volume_sigma": round(pv, 3), "perm": list(perm), "flips": list(flips), "lowres": cfg.lowres}
+    return _Spatial(start, stop, factors, offset, pv, perm, flips, thick_axis, info)
 
 
 def _crop(arr: np.ndarray, sp: _Spatial) -> np.ndarray:
@@ -226,12 +236,12 @@ def _sample_axis(arr: np.ndarray, axis: int, pos: np.ndarray) -> np.ndarray:
 
 
 def _acquire(img: np.ndarray, sp: _Spatial) -> np.ndarray:
-    """Blur with the slice profile (FWHM = factor voxels) and sample on the low-resolution grid."""
+    """Blur with the partial volume and the slice profile (FWHM = factor voxels), sample on the low-resolution grid."""
     from scipy import ndimage as ndi
 
-    if np.all(sp.factors <= 1.0):
+    if np.all(sp.factors <= 1.0) and sp.pv <= 0:
         return img
-    sigma = [(f / 2.3548) if f > 1.0 else 0.0 for f in sp.factors]
+    sigma = [float(np.hypot(f / 2.3548, sp.pv)) if f > 1.0 else sp.pv for f in sp.factors]
     out = ndi.gaussian_filter(img, sigma, mode="nearest")
     for ax, (f, o) in enumerate(zip(sp.factors, sp.offset, strict=True)):
         if f > 1.0:

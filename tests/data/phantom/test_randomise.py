@@ -25,7 +25,7 @@ from medm2g_cli.main import app
 
 SHAPE = (36, 44, 32)
 # everything that blurs or varies within a label switched off: each label renders to one value
-FLAT = dict(label_std=(0.0, 0.0), bias_max=0.0, noise=(0.0, 0.0), thick_prob=0.0)
+FLAT = dict(label_std=(0.0, 0.0), bias_max=0.0, noise=(0.0, 0.0), thick_prob=0.0, partial_volume=(0.0, 0.0))
 
 
 def _subject() -> BrainSubject:
@@ -198,7 +198,7 @@ def test_cli_writes_variants_that_prepare_keeps_with_their_subject(tmp_path: Pat
 
     out = tmp_path / "raw"
     res = CliRunner().invoke(app, ["phantom", "brain", "-o", str(out), "--subjects", "1", "--randomise", "2",
-                                   "--seed", "4"])
+                                   "--seed", "4", "--randomise-keep", "pd"])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == ["sub-001", "sub-001-r01", "sub-001-r02"]
@@ -211,6 +211,11 @@ def test_cli_writes_variants_that_prepare_keeps_with_their_subject(tmp_path: Pat
         j = np.indices(ct.shape).reshape(3, -1)
         i = np.rint(np.linalg.inv(ct0.affine) @ ct.affine @ np.vstack([j, np.ones(j.shape[1])]))[:3].astype(int)
         assert np.array_equal(np.asarray(ct.dataobj).reshape(-1), np.asarray(ct0.dataobj)[tuple(i)])
+        # --randomise-keep pd: the synthesis target is the original PD, the inputs are re-rendered
+        pd0, pd = (np.asarray(nib.load(d / "pd.nii.gz").dataobj) for d in (out / "sub-001", out / v))
+        assert np.array_equal(pd.reshape(-1), pd0[tuple(i)])
+        t1_0 = np.asarray(nib.load(out / "sub-001" / "t1.nii.gz").dataobj)
+        assert not np.array_equal(np.asarray(t1.dataobj).reshape(-1), t1_0[tuple(i)])
     meta = json.loads((out / "subjects.json").read_text())
     assert [r["subject"] for r in meta["subjects"]] == names and meta["randomise"]["per_subject"] == 2
     plan = adapter.scan(out, PrepareOptions())
