@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError
-from .brain import MRI_CONTRASTS, MRI_SCALE, BrainSubject, _smooth_field
+from .brain import MRI_CONTRASTS, MRI_SCALE, BrainSubject, _finding, _smooth_field
 from .tissues import LABELS, signal_table
 
 Range = tuple[float, float]
@@ -329,8 +329,12 @@ def randomise_subject(subject: BrainSubject, rng: np.random.Generator | int,
     if "_intra_axial" in subject.meta:
         meta["_intra_axial"] = spatial(np.asarray(subject.meta["_intra_axial"]))
     affine = _affine(subject.affine, subject.shape, sp)
-    return BrainSubject(subject_id or f"{subject.subject_id}-rand", subject.seed, images, spatial(subject.labels),
-                        affine, subject.finding, meta)
+    out_labels = spatial(subject.labels)
+    finding = subject.finding
+    if subject.has_tumour and not np.isin(out_labels, (6, 7, 8)).any():  # the crop left the lesion out
+        finding, meta["tumour"] = _finding(None), None
+    return BrainSubject(subject_id or f"{subject.subject_id}-rand", subject.seed, images, out_labels,
+                        affine, finding, meta)
 
 
 __all__ = ["RandomiseConfig", "label_ranges", "randomise_subject"]

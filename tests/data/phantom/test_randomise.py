@@ -181,6 +181,23 @@ def test_clean_contrasts_follow_only_the_spatial_transform():
     assert set(out.images) == {"t1", "t2", "pd", "ct"}
 
 
+def test_a_crop_that_leaves_the_tumour_out_gives_a_healthy_finding():
+    src = _subject()
+    src.meta["tumour"] = {"lobe": "frontal lobe"}
+    src.finding = "There is a mass."
+    cfg = RandomiseConfig(crop_prob=0.0, partial_prob=1.0, partial_range=(0.45, 0.45), orient_prob=0.0, thick_prob=0.0)
+    kept = lost = 0
+    for seed in range(16):
+        out = randomise_subject(src, seed, cfg)
+        if np.isin(out.labels, (6, 7, 8)).any():
+            kept += 1
+            assert out.finding == src.finding and out.has_tumour
+        else:
+            lost += 1
+            assert "No mass" in out.finding and not out.has_tumour
+    assert kept and lost
+
+
 def test_bad_config_is_a_config_error():
     from medm2g_cli.errors import ConfigError
 
