@@ -70,9 +70,10 @@ def fig1_translate_throughput(size: dict[str, Any]) -> dict[str, Any]:
     """Slices/s of ``translate_sources`` vs the plain per-slice loop (small preset, CPU, fp32)."""
     torch = _torch_setup()
     from medm2g_cli.config import SampleConfig
+    from medm2g_cli.data.transforms import Normalisation, SliceGeometry
     from medm2g_cli.engine import MedM2G
     from medm2g_cli.engine.speed import optimize_for_inference
-    from medm2g_cli.inference.pipeline import Normalisation, SliceGeometry, Source, translate_sources
+    from medm2g_cli.inference.pipeline import Source, translate_sources
     from medm2g_cli.inference.runtime import auto_batch_size
     from medm2g_cli.io.volume import Volume
 
@@ -394,8 +395,9 @@ def fig6_samplers(size: dict[str, Any]) -> dict[str, Any]:
     _torch_setup()
     from medm2g_cli.config import SampleConfig
     from medm2g_cli.data.phantom import generate_brain_subject
+    from medm2g_cli.data.transforms import normalisation_for
     from medm2g_cli.engine.speed import optimize_for_inference
-    from medm2g_cli.inference.pipeline import Source, normalisation_for, translate_sources
+    from medm2g_cli.inference.pipeline import Source, translate_sources
     from medm2g_cli.io.volume import Volume
     from medm2g_cli.metrics.image import psnr_slices
 
