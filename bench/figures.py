@@ -219,7 +219,7 @@ def fig4_dicom_read(size: dict[str, Any]) -> dict[str, Any]:
     import SimpleITK as sitk  # noqa: N813
 
     from medm2g_cli.io import read_volume
-    from medm2g_cli.io.dicom import write_dicom
+    from medm2g_cli.io.dicom_write import write_dicom
     from medm2g_cli.io.volume import Volume
 
     side, n = size["side"], size["slices"]
@@ -247,7 +247,7 @@ def fig4_dicom_read(size: dict[str, Any]) -> dict[str, Any]:
     return {"name": "DICOM series read, medm2g vs SimpleITK ImageSeriesReader", "medm2g_s": median(t_o),
             "sitk_s": median(t_i), "runs_s": {"medm2g": t_o, "sitk": t_i}, "same_voxels": same,
             "ratio": ratio, "target": "< 1.5", "pass": ratio < 1.5,
-            "settings": {"slices": n, "side": side, "writer": "medm2g_cli.io.dicom.write_dicom"}}
+            "settings": {"slices": n, "side": side, "writer": "medm2g_cli.io.dicom_write.write_dicom"}}
 
 
 # -- 5. training throughput --------------------------------------------------------------------------------
