@@ -41,6 +41,7 @@ from .inference.runtime import (
 )
 from .inference.sampling import model_sampling
 from .io.atomic import atomic_dir, check_output
+from .io.formats import VOLUME_FORMATS
 from .io.outputs import check_separate, write_marker
 from .io.volume import Volume
 
@@ -140,12 +141,8 @@ def output_format(out: Path, fmt: str | None) -> str:
         return f
     _, suf = split_name(out)
     suf = suf.lower()
-    if suf in (".nii", ".nii.gz"):
-        return "nifti"
-    if suf in (".mha", ".mhd"):
-        return "mha"
-    if suf in (".nrrd", ".nhdr"):
-        return "nrrd"
+    if suf in VOLUME_FORMATS:
+        return VOLUME_FORMATS[suf]
     if suf == "":
         return "dicom"
     raise ConfigError(f"cannot tell the output format from '{out.name}'",

@@ -20,12 +20,12 @@ import numpy as np
 from ..errors import ConfigError, FormatError, GeometryError, InputError
 from ..modalities import CT_WINDOWS
 from .atomic import atomic_dir, atomic_path
+from .formats import PICTURE_SUFFIXES
 from .limits import HINT, check_voxels, max_voxels
 from .orientation import AXES, to_canonical
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIDECAR = "slices.json"
 
 
