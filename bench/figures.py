@@ -70,9 +70,10 @@ def fig1_translate_throughput(size: dict[str, Any]) -> dict[str, Any]:
     """Slices/s of ``translate_sources`` vs the plain per-slice loop (small preset, CPU, fp32)."""
     torch = _torch_setup()
     from medm2g_cli.config import SampleConfig
+    from medm2g_cli.data.transforms import Normalisation, SliceGeometry
     from medm2g_cli.engine import MedM2G
     from medm2g_cli.engine.speed import optimize_for_inference
-    from medm2g_cli.inference.pipeline import Normalisation, SliceGeometry, Source, translate_sources
+    from medm2g_cli.inference.pipeline import Source, translate_sources
     from medm2g_cli.inference.runtime import auto_batch_size
     from medm2g_cli.io.volume import Volume
 
@@ -218,7 +219,7 @@ def fig4_dicom_read(size: dict[str, Any]) -> dict[str, Any]:
     import SimpleITK as sitk  # noqa: N813
 
     from medm2g_cli.io import read_volume
-    from medm2g_cli.io.dicom import write_dicom
+    from medm2g_cli.io.dicom_write import write_dicom
     from medm2g_cli.io.volume import Volume
 
     side, n = size["side"], size["slices"]
@@ -246,7 +247,7 @@ def fig4_dicom_read(size: dict[str, Any]) -> dict[str, Any]:
     return {"name": "DICOM series read, medm2g vs SimpleITK ImageSeriesReader", "medm2g_s": median(t_o),
             "sitk_s": median(t_i), "runs_s": {"medm2g": t_o, "sitk": t_i}, "same_voxels": same,
             "ratio": ratio, "target": "< 1.5", "pass": ratio < 1.5,
-            "settings": {"slices": n, "side": side, "writer": "medm2g_cli.io.dicom.write_dicom"}}
+            "settings": {"slices": n, "side": side, "writer": "medm2g_cli.io.dicom_write.write_dicom"}}
 
 
 # -- 5. training throughput --------------------------------------------------------------------------------
@@ -394,8 +395,9 @@ def fig6_samplers(size: dict[str, Any]) -> dict[str, Any]:
     _torch_setup()
     from medm2g_cli.config import SampleConfig
     from medm2g_cli.data.phantom import generate_brain_subject
+    from medm2g_cli.data.transforms import normalisation_for
     from medm2g_cli.engine.speed import optimize_for_inference
-    from medm2g_cli.inference.pipeline import Source, normalisation_for, translate_sources
+    from medm2g_cli.inference.pipeline import Source, translate_sources
     from medm2g_cli.io.volume import Volume
     from medm2g_cli.metrics.image import psnr_slices
 

@@ -41,6 +41,7 @@ from .inference.runtime import (
 )
 from .inference.sampling import model_sampling
 from .io.atomic import atomic_dir, check_output
+from .io.formats import VOLUME_FORMATS
 from .io.outputs import check_separate, write_marker
 from .io.volume import Volume
 
@@ -140,12 +141,8 @@ def output_format(out: Path, fmt: str | None) -> str:
         return f
     _, suf = split_name(out)
     suf = suf.lower()
-    if suf in (".nii", ".nii.gz"):
-        return "nifti"
-    if suf in (".mha", ".mhd"):
-        return "mha"
-    if suf in (".nrrd", ".nhdr"):
-        return "nrrd"
+    if suf in VOLUME_FORMATS:
+        return VOLUME_FORMATS[suf]
     if suf == "":
         return "dicom"
     raise ConfigError(f"cannot tell the output format from '{out.name}'",
@@ -168,7 +165,8 @@ def translate_volume(vol: Volume, direction: str, model: Any, *, settings: Infer
                      progress: Progress | None = None) -> Any:
     """Translate one in-memory volume with a loaded model; returns a ``TranslationResult``
     (``.mean`` and ``.std`` on the input grid, physical units)."""
-    from .inference.pipeline import Source, check_modality, translate_sources
+    from .inference.modality_check import check_modality
+    from .inference.pipeline import Source, translate_sources
 
     settings = settings or InferenceSettings()
     src, tgt = parse_direction(direction)
@@ -228,7 +226,8 @@ def translate_path(
     also written next to the outputs.
     """
     from .inference import applicability as guard
-    from .inference.pipeline import AXES, check_modality
+    from .inference.modality_check import check_modality
+    from .io.orientation import AXES
 
     inp, out = Path(inp), Path(out)
     src, tgt = parse_direction(direction)
@@ -408,7 +407,7 @@ def synthesize(
     Inputs on another grid than the first are registered to it (rigid, Mattes MI) when
     ``register`` is true and refused otherwise. Weights default to equal shares.
     """
-    from .inference.pipeline import check_modality
+    from .inference.modality_check import check_modality
 
     if not inputs:
         raise ConfigError("no --input given", "e.g. --input t1=A.nii.gz --input t2=B.nii.gz")

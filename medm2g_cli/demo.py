@@ -117,7 +117,7 @@ class GlobalMap:
 
 
 def _norm(arr: np.ndarray, modality: str) -> np.ndarray:
-    from .inference.pipeline import normalisation_for
+    from .data.transforms import normalisation_for
 
     return normalisation_for(np.asarray(arr, np.float32), modality).forward(np.asarray(arr, np.float32))
 
@@ -236,7 +236,7 @@ def autoencoder_roundtrip(model: Any, arr: np.ndarray, modality: str, batch: int
     geometry): the best any latent diffusion with this autoencoder can reach on ``arr``."""
     import torch
 
-    from .inference.pipeline import SliceGeometry, normalisation_for
+    from .data.transforms import SliceGeometry, normalisation_for
 
     norm = normalisation_for(arr, modality)
     sl = np.moveaxis(norm.forward(arr), 2, 0)

@@ -1,1 +1,1 @@
-"""Data: transforms, slicing, datasets, dataset adapters and the phantom cohort."""
+"""Data: transforms (intensities, slice geometry), manifests, dataset adapters and the phantom cohort."""

@@ -16,7 +16,7 @@ This is the one input format that training and evaluation read, whatever the sou
 
 Slices are 16-bit greyscale PNGs (or ``.npy``) holding the model range: value ``v`` in [0, 65535]
 is ``v / 65535 * 2 - 1`` in [-1, 1]. ``preprocessing.intensity[key]`` (an
-:class:`~medm2g_cli.data.transforms.IntensityScale`) maps that range back to physical units
+:class:`~medm2g_cli.data.transforms.Normalisation`) maps that range back to physical units
 (HU for CT), so evaluation can score in the units the paper uses.
 
 Paths in the manifest are relative to the folder and may not leave it (``..``, absolute paths and

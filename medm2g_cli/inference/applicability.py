@@ -18,7 +18,7 @@ when K > 1 samples are drawn, of the K-sample spread (after sampling):
 
 What it does not check (yet): the distance of the encoded latents from the training latents (the
 model folder stores no reference latent statistics). A CT given as MRI is refused earlier, with an
-error, by :func:`medm2g_cli.inference.pipeline.check_modality`.
+error, by :func:`medm2g_cli.inference.modality_check.check_modality`.
 
 Every check yields a deviation ``d`` scaled so that ``d > 1`` is outside the training range; the
 score is ``1 / (1 + max d)`` (1 = typical, below 0.5 = warn), so ``warn`` iff some ``d > 1``.
@@ -163,11 +163,11 @@ def assess_input(vol: Volume, expected: str, *, axis: str = "axial", image_size:
     ``axis`` and ``image_size`` give the model-pixel size (slices padded/resized to ``image_size``).
     Needs no model. ``mri`` as ``expected`` means the T1 the MRI->CT branch was trained on.
     """
-    from .pipeline import AXES, to_canonical
+    from ..io.orientation import AXES, to_canonical_array
 
     mod, contrast = modalities.split_target(expected)
     contrast = contrast or (expected if expected in modalities.MRI_CONTRASTS else ("t1" if mod == "mri" else None))
-    arr, ornt = to_canonical(np.asarray(vol.array), vol.affine)  # axes R-L, A-P, S-I
+    arr, ornt = to_canonical_array(np.asarray(vol.array), vol.affine)  # axes R-L, A-P, S-I
     spacing = [0.0, 0.0, 0.0]
     for i, (ax, _) in enumerate(ornt):  # array axis i lies along world axis ax
         spacing[int(ax)] = vol.spacing[i]

@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import ConfigError, InputError, OutputError
+from ..io.formats import DICOM_SUFFIXES, OUTPUT_SUFFIX, VOLUME_SUFFIXES
 from ..io.outputs import check_separate
-from .provenance import VOLUME_SUFFIXES, sibling, split_name
+from .provenance import sibling, split_name
 
 T = TypeVar("T")
 
-FORMAT_SUFFIX = {"nifti": ".nii.gz", "dicom": "", "mha": ".mha", "nrrd": ".nrrd"}
-
 
 def _is_volume_file(p: Path) -> bool:
-    return p.is_file() and (split_name(p)[1].lower() in VOLUME_SUFFIXES + (".zip", ".dcm"))
+    return p.is_file() and (split_name(p)[1].lower() in VOLUME_SUFFIXES + DICOM_SUFFIXES)
 
 
 def list_cases(inp: Path) -> list[Path] | None:
@@ -54,8 +53,8 @@ def case_output(inp: Path, out_dir: Path, fmt: str | None) -> Path:
     """Where the case ``inp`` of a batch is written inside ``out_dir`` (``fmt``: a normalised format or None)."""
     stem, suf = split_name(inp)
     if fmt:
-        return out_dir / (stem + FORMAT_SUFFIX[fmt])
-    if inp.is_dir() or suf.lower() in (".zip", ".dcm"):
+        return out_dir / (stem + OUTPUT_SUFFIX[fmt])
+    if inp.is_dir() or suf.lower() in DICOM_SUFFIXES:
         return out_dir / stem  # DICOM in, DICOM series folder out
     if suf.lower() == ".mhd":
         return out_dir / (stem + ".mha")

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_path
-
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
+from ..io.formats import DICOM_SUFFIXES, PICTURE_SUFFIXES, VOLUME_SUFFIXES
 
 
 def split_name(path: Path) -> tuple[str, str]:
     """(stem, suffix) with double suffixes such as ``.nii.gz`` kept whole; folders have suffix ''."""
     name = path.name
-    for suf in VOLUME_SUFFIXES + (".png", ".jpg", ".jpeg", ".dcm", ".zip", ".json", ".txt"):
+    for suf in VOLUME_SUFFIXES + PICTURE_SUFFIXES + DICOM_SUFFIXES + (".json", ".txt"):
         if name.lower().endswith(suf) and len(name) > len(suf):
             return name[: -len(suf)], name[-len(suf):]
     return name, ""

@@ -9,7 +9,7 @@ helpers that make up one translation, and adds up their wall time by stage:
   (one row = one latent through the UNet; guidance doubles the rows of a call);
 - ``decode``: the target autoencoder's decoder (``decode_image``);
 - ``slices``: normalisation, padding/resizing of slices to the model size and back
-  (:class:`~medm2g_cli.inference.pipeline.SliceGeometry`, :class:`Normalisation`).
+  (:class:`~medm2g_cli.data.transforms.SliceGeometry`, :class:`Normalisation`).
 
 What is left of the total (sampler arithmetic, noise draws, tensor copies, Python) is reported
 by the caller as ``other``. Nested calls are counted once, in the outermost stage. The wrappers
@@ -78,7 +78,7 @@ def _wrap(fn: Callable[..., Any], stage: str, times: StageTimes, count_rows: boo
 @contextmanager
 def stage_timer(model: Any) -> Iterator[StageTimes]:
     """Time the stages of translations run on ``model`` inside the block (see the module docstring)."""
-    from . import pipeline
+    from ..data import transforms
 
     times = StageTimes()
     patched: list[tuple[Any, str, Any, bool]] = []  # (owner, name, original, was an instance attribute)
@@ -86,8 +86,8 @@ def stage_timer(model: Any) -> Iterator[StageTimes]:
         orig = getattr(model, name)
         patched.append((model, name, orig, name in vars(model)))
         setattr(model, name, _wrap(orig, stage, times, count_rows=stage == "unet"))
-    for cls, name in ((pipeline.SliceGeometry, "to_model"), (pipeline.SliceGeometry, "from_model"),
-                      (pipeline.Normalisation, "forward"), (pipeline.Normalisation, "inverse")):
+    for cls, name in ((transforms.SliceGeometry, "to_model"), (transforms.SliceGeometry, "from_model"),
+                      (transforms.Normalisation, "forward"), (transforms.Normalisation, "inverse")):
         orig = vars(cls)[name]
         patched.append((cls, name, orig, True))
         setattr(cls, name, _wrap(orig, "slices", times))

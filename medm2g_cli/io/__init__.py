@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import FormatError, IdentityWarning, InputError
 from .atomic import check_output
+from .formats import PICTURE_SUFFIXES, SUFFIX_FORMATS, suffix_of
 from .orientation import AXES, to_canonical
 from .volume import Volume
 
@@ -35,31 +36,18 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("nifti", "dicom", "mha", "nrrd", "png")
 """Formats ``write_volume`` accepts (``mha`` covers .mha and .mhd)."""
 
-_SUFFIX_FORMATS: dict[str, str] = {
-    ".nii": "nifti", ".nii.gz": "nifti", ".mha": "mha", ".mhd": "mha", ".nrrd": "nrrd", ".nhdr": "nrrd",
-    ".png": "png", ".jpg": "png", ".jpeg": "png", ".dcm": "dicom", ".zip": "dicom",
-}
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    return path.suffix.lower()
-
-
 def infer_format(path: str | Path) -> str | None:
     """Format name from a path: by suffix, or ``dicom``/``png`` for an existing folder of those.
 
     Returns None when nothing can be inferred (e.g. a new folder name: the caller decides).
     """
     path = Path(path)
-    fmt = _SUFFIX_FORMATS.get(_suffix(path))
+    fmt = SUFFIX_FORMATS.get(suffix_of(path))
     if fmt:
         return fmt
     if path.is_dir():
         entries = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
-        if entries and all(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".json") for p in entries) and \
+        if entries and all(p.suffix.lower() in (*PICTURE_SUFFIXES, ".json") for p in entries) and \
                 any(p.suffix.lower() != ".json" for p in entries):
             return "png"
         return "dicom"
@@ -124,7 +112,7 @@ def read_volume(
 
         return read_dicom(path, modality=modality, series=series, allow_irregular=allow_irregular)
     raise FormatError(
-        f"cannot read '{path.name}': unknown format '{_suffix(path) or '(no suffix)'}'",
+        f"cannot read '{path.name}': unknown format '{suffix_of(path) or '(no suffix)'}'",
         "use .nii/.nii.gz, .mha/.mhd, .nrrd, .png/.jpg, a .dcm file, a DICOM folder or a .zip of one",
     )
 
@@ -211,6 +199,6 @@ def write_volume(
                            anonymize=anonymize, derivation=derivation)
     from .png import write_picture, write_png_slices
 
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+    if path.suffix.lower() in PICTURE_SUFFIXES:
         return write_picture(vol, path, window=window, bits=bits, overwrite=overwrite)
     return write_png_slices(vol, path, axis=axis, window=window, bits=bits, overwrite=overwrite)

@@ -453,15 +453,3 @@ def _read_dicom(path: Path, modality: str | None, series: str | None, allow_irre
     if ds_px is not None and getattr(ds_px, "file_meta", None) is not None:
         meta["TransferSyntaxUID"] = str(ds_px.file_meta.get("TransferSyntaxUID", ""))
     return Volume(arr, affine, modality or from_dicom(dicom_mod), meta)
-
-
-# -- writing -------------------------------------------------------------------------------------
-
-
-def __getattr__(name: str) -> Any:
-    """``build_series`` and ``write_dicom`` moved to :mod:`.dicom_write`; still importable from here."""
-    if name in ("build_series", "write_dicom"):
-        from . import dicom_write
-
-        return getattr(dicom_write, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

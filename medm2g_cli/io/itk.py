@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError, OutputExistsError
 from .atomic import atomic_path
+from .formats import DETACHED_HEADER_SUFFIXES, VOLUME_FORMATS, suffix_of
 from .outputs import publish
 from .volume import Volume
 
@@ -81,7 +82,7 @@ def read_itk(path: str | Path, *, modality: str | None = None) -> Volume:
         reader.SetFileName(str(path))
         # Force the reader the suffix names: ITK would otherwise pick one by content, so a ".nrrd"
         # holding a MetaImage header would escape the NRRD checks.
-        reader.SetImageIO("NrrdImageIO" if path.suffix.lower() in (".nrrd", ".nhdr") else "MetaImageIO")
+        reader.SetImageIO("NrrdImageIO" if VOLUME_FORMATS.get(suffix_of(path)) == "nrrd" else "MetaImageIO")
         check_itk_header(path, reader)
         img = reader.Execute()
     except RuntimeError as exc:
@@ -91,14 +92,15 @@ def read_itk(path: str | Path, *, modality: str | None = None) -> Volume:
 
 
 def write_itk(vol: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write .mha/.mhd/.nrrd atomically (compressed; a .mhd writes its .raw/.zraw next to it)."""
+    """Write .mha/.mhd/.nrrd/.nhdr atomically (compressed; a .mhd/.nhdr writes its data file next to it)."""
     import SimpleITK as sitk  # noqa: N813
 
     path = Path(path)
     img = volume_to_sitk(vol)
-    if path.suffix.lower() == ".mhd":
+    if suffix_of(path) in DETACHED_HEADER_SUFFIXES:
         # Header + data file: write both in a temporary folder, move the data file first and the
-        # header last, so a visible .mhd always has its complete data next to it.
+        # header last, so a visible header always has its complete data next to it (and names it
+        # by its final name, not a temporary one).
         import shutil
         import tempfile
 

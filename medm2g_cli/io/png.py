@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, GeometryError, InputError
+from ..errors import ConfigError, FormatError, GeometryError, InputError
+from ..modalities import CT_WINDOWS
 from .atomic import atomic_dir, atomic_path
+from .formats import PICTURE_SUFFIXES
 from .limits import HINT, check_voxels, max_voxels
 from .orientation import AXES, to_canonical
 from .volume import Volume
 
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIDECAR = "slices.json"
 
 
@@ -142,6 +143,32 @@ def default_window(arr: np.ndarray) -> tuple[float, float]:
     if hi <= lo:
         hi = lo + 1.0
     return float(lo), float(hi)
+
+
+def resolve_window(spec: str | None, arr: np.ndarray | None = None, modality: str | None = None) -> tuple[float, float]:
+    """A display window (low, high) from ``PRESET`` (a CT window name), ``auto`` or ``LOW,HIGH``.
+
+    ``None``/``auto`` uses the CT ``soft-tissue`` window for CT and :func:`default_window` otherwise.
+    """
+    if spec is None or spec.strip().lower() == "auto":
+        if modality == "ct" and spec is None:
+            return CT_WINDOWS["soft-tissue"]
+        if arr is None:
+            raise ConfigError("--window auto needs the image", "pass --window LOW,HIGH")
+        return default_window(arr)
+    key = spec.strip().lower()
+    if key in CT_WINDOWS:
+        return CT_WINDOWS[key]
+    parts = key.split(",")
+    if len(parts) == 2:
+        try:
+            lo, hi = float(parts[0]), float(parts[1])
+        except ValueError:
+            lo = hi = float("nan")
+        if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+            return lo, hi
+    raise ConfigError(f"invalid window '{spec}'",
+                      f"use auto, LOW,HIGH (e.g. -160,240) or a preset: {', '.join(CT_WINDOWS)}")
 
 
 def write_picture(vol: Volume, path: str | Path, *, window: tuple[float, float] | None = None, bits: int = 16,

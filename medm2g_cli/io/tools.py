@@ -95,7 +95,7 @@ def convert(
     The output is checked before anything is read, written atomically, and a DICOM input's study and
     patient module go into a DICOM output (as a new derived series).
     """
-    from ..data.transforms import resolve_window
+    from .png import resolve_window
 
     src, dst = Path(src), Path(dst)
     if not src.exists():

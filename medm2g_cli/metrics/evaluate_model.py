@@ -270,22 +270,21 @@ def _units(sample: _Sample, key: str, info: dict[str, Any]) -> tuple[Any, str]:
     ``meta.intensity[key]`` (written by ``medm2g prepare``) first; else the folder's fixed window
     for the modality (CT); else [0, 1].
     """
-    from ..data.transforms import IntensityScale
+    from ..data.transforms import Normalisation
     from ..modalities import CT_WINDOWS, split_target
 
     mod = split_target(key)[0] if key != "text" else "text"
     d = (sample.meta.get("intensity") or {}).get(_file_key(sample.files, key) or key)
     if isinstance(d, dict) and "low" in d and "high" in d:
-        return IntensityScale(str(d.get("modality", mod)), str(d.get("mode", "recorded")), float(d["low"]),
-                              float(d["high"])), "meta.intensity of each sample"
+        return Normalisation(str(d.get("modality", mod)), float(d["low"]), float(d["high"])), "meta.intensity of each sample"
     pre = ((info.get("preprocessing") or {}).get("intensity") or {}) if isinstance(info.get("preprocessing"), dict) else {}
     w = pre.get(mod) if isinstance(pre, dict) else None
     if isinstance(w, dict) and w.get("mode") == "window" and "low" in w and "high" in w:
-        return IntensityScale(mod, "window", float(w["low"]), float(w["high"])), "dataset.json preprocessing window"
+        return Normalisation(mod, float(w["low"]), float(w["high"])), "dataset.json preprocessing window"
     if mod == "ct":
         lo, hi = CT_WINDOWS["model"]
-        return IntensityScale("ct", "window", lo, hi), f"the model CT window {lo:g}..{hi:g} HU (no intensity recorded)"
-    return IntensityScale(mod, "unit", 0.0, 1.0), "[-1, 1] -> [0, 1] (no intensity recorded)"
+        return Normalisation("ct", lo, hi), f"the model CT window {lo:g}..{hi:g} HU (no intensity recorded)"
+    return Normalisation(mod, 0.0, 1.0), "[-1, 1] -> [0, 1] (no intensity recorded)"
 
 
 def _to_model(arrs: list[np.ndarray], size: int) -> Any:
@@ -414,8 +413,8 @@ def evaluate_prepared(data_dir: str | Path, weights: str | Path | None, task: st
         for s, p, r in zip(flat, preds, refs, strict=True):
             scale, desc = _units(s, spec.target, info)
             how.add(desc)
-            pred.setdefault(s.subject, []).append(scale.inverse(p).astype(np.float64))
-            ref.setdefault(s.subject, []).append(scale.inverse(r).astype(np.float64))
+            pred.setdefault(s.subject, []).append(scale.inverse(p, clip=True).astype(np.float64))
+            ref.setdefault(s.subject, []).append(scale.inverse(r, clip=True).astype(np.float64))
         units = "HU" if modality == "ct" else "physical (prepared intensity scale)"
         report = evaluate_predictions({k: np.stack(v) for k, v in pred.items()}, {k: np.stack(v) for k, v in ref.items()},
                                       kind="image", dataset=d, task=t, setting=spec.setting, modality=modality,

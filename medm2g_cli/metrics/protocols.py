@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, FormatError, InputError
+from ..io.formats import VOLUME_FORMATS, VOLUME_SUFFIXES, suffix_of
 from .image import mae_slices, mean_std, psnr_slices, ssim_slices
 
 PROTOCOLS = ("default", "syndiff")
 MASKS = ("brain", "body", "none")
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CT_HU_RANGE: tuple[float, float] = (-1024.0, 3071.0)
 """Fixed HU range both CT volumes are clipped to before MAE and before the [0, 1] mapping
@@ -155,9 +155,9 @@ def read_slices(path: Path) -> np.ndarray:
     inferior-superior axis whichever way the file was stored; MetaImage/NRRD go through SimpleITK
     (array order z, y, x: already axial-first). Colour pictures are converted to grey (PIL "L").
     """
-    low = path.name.lower()
+    fmt = VOLUME_FORMATS.get(suffix_of(path))
     try:
-        if low.endswith((".nii", ".nii.gz")):
+        if fmt == "nifti":
             import nibabel as nib
 
             from ..io.nifti import check_nifti_size
@@ -173,7 +173,7 @@ def read_slices(path: Path) -> np.ndarray:
             if a.ndim != 3:
                 raise FormatError(f"'{path.name}' has {a.ndim} dimensions", "evaluate 2-D or 3-D images")
             return np.moveaxis(a, 2, 0)
-        if low.endswith((".mha", ".mhd", ".nrrd")):
+        if fmt in ("mha", "nrrd"):
             from ..io.itk import read_itk  # data file and size checked before ITK allocates
 
             return np.asarray(read_itk(path).array, dtype=np.float64).transpose(2, 1, 0)  # (z, y, x), as ITK stores it

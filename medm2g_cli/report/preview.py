@@ -40,9 +40,9 @@ def to_uint8(image: np.ndarray, window: tuple[float, float]) -> np.ndarray:
 
 def display_slice(vol: Volume, index: int | None = None, axis: int = 2) -> np.ndarray:
     """A slice of the canonical (RAS) array in radiological display orientation."""
-    from ..inference.pipeline import to_canonical
+    from ..io.orientation import to_canonical_array
 
-    arr, _ = to_canonical(np.asarray(vol.array, dtype=np.float32), vol.affine)
+    arr, _ = to_canonical_array(np.asarray(vol.array, dtype=np.float32), vol.affine)
     k = arr.shape[axis] // 2 if index is None else index
     sl = np.take(arr, k, axis=axis)  # remaining axes in RAS order
     # rows: second remaining axis, top = anterior/superior; columns: first axis, left = patient right
@@ -85,9 +85,9 @@ def translation_preview(inputs: Sequence[Volume], output: Volume, std: Volume | 
                         overwrite: bool = False, side: int = 256) -> Path:
     """Montage: one row per slice position (25 %, 50 %, 75 % along the axial axis), columns
     input(s) | output | uncertainty, each with its own fixed window."""
-    from ..inference.pipeline import to_canonical
+    from ..io.orientation import to_canonical_array
 
-    n = to_canonical(np.asarray(output.array), output.affine)[0].shape[2]
+    n = to_canonical_array(np.asarray(output.array), output.affine)[0].shape[2]
     rows = []
     win_in = [window_for(np.asarray(v.array, dtype=np.float32), v.modality)
               for v in inputs]

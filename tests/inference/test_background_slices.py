@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from medm2g_cli.config import SampleConfig
+from medm2g_cli.data.transforms import Normalisation
 from medm2g_cli.inference.background import background_slices, foreground_batches
-from medm2g_cli.inference.pipeline import Normalisation, Source, translate_sources
+from medm2g_cli.inference.pipeline import Source, translate_sources
 from medm2g_cli.inference.stages import stage_timer
 from medm2g_cli.io.volume import Volume
 

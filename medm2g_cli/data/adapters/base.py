@@ -25,9 +25,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ... import modalities
 from ...errors import DataError, OutputExistsError
+from ...io.orientation import to_canonical_array
 from ...io.outputs import MARKER, check_replaceable, check_separate, folder_lock, safe_component
 from .. import manifest
+from ..transforms import SliceGeometry, normalisation_for
 
 Progress = Callable[[int, int, str], None] | None
 
@@ -211,25 +214,18 @@ def _collect(subject: str, recs: list[dict[str, Any]] | None, err: str,
 
 def to_model_size(slices: np.ndarray, size: int) -> np.ndarray:
     """[n, h, w] in [-1, 1] -> [n, size, size] exactly as inference fits slices (pad square, resize)."""
-    from ...inference.pipeline import SliceGeometry
-
     n, h, w = slices.shape
     return SliceGeometry(h, w, size).to_model(slices).numpy()[:, 0]
 
 
 def canonical_array(vol: Any) -> np.ndarray:
     """The volume's array on the RAS grid (the grid inference slices on)."""
-    from ...inference.pipeline import to_canonical
-
-    arr, _ = to_canonical(np.asarray(vol.array, dtype=np.float32), vol.affine)
+    arr, _ = to_canonical_array(np.asarray(vol.array, dtype=np.float32), vol.affine)
     return arr
 
 
 def normalise(arr: np.ndarray, key: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Map a volume/image to [-1, 1] with the same preset inference uses; returns (array, how)."""
-    from ... import modalities
-    from ...inference.pipeline import normalisation_for
-
     mod = "mri" if key in modalities.MRI_CONTRASTS else key
     norm = normalisation_for(np.asarray(arr, dtype=np.float32), mod)
     return norm.forward(arr), {"modality": mod, "low": norm.low, "high": norm.high}

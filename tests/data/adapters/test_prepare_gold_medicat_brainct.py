@@ -16,7 +16,7 @@ from medm2g_cli.errors import DataError
 
 def _series(folder, arr, modality, pid, description, echo=None):
     from medm2g_cli.io import Volume
-    from medm2g_cli.io.dicom import build_series
+    from medm2g_cli.io.dicom_write import build_series
 
     folder.mkdir(parents=True, exist_ok=True)
     for k, ds in enumerate(build_series(Volume(arr, np.diag([2.0, 2.0, 3.0, 1.0]), modality), source_meta={"PatientID": pid})):

@@ -40,7 +40,7 @@ def _gz_csv(path, rows):
 
 def _dicom(path, arr, mono1=False):
     from medm2g_cli.io import Volume
-    from medm2g_cli.io.dicom import build_series
+    from medm2g_cli.io.dicom_write import build_series
 
     ds = build_series(Volume(arr.T.astype(np.int16)[:, :, None], np.eye(4), "xray"))[0]
     if mono1:
