@@ -632,3 +632,4 @@ def _resize(x: Any, size: int) -> Any:
 
 
 from ..inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)
+from .training import RunSummary, TrainConfig  # noqa: E402,F401  (re-export: medm2g_cli.api.training)
