@@ -79,7 +79,7 @@ def test_first_step_trains_the_evaluated_conditioning(dataset: str, task: str, m
     text = any("text" in s.needed for s in specs.specs_for(dataset, task))
     folder = make_folder(tmp_path / dataset, dataset, KEYS[dataset], text)
     req = config.build_config(task=task, data=[folder], run_dir=tmp_path / "run")
-    assert req.stages == ["diffusion"]
+    assert req.stages == ("diffusion",)
     job = stages.build_stage("diffusion", model, runner.precheck(req)[0], req.options, steps=1)
     batch = job.collate([job.dataset[i] for i in range(min(len(job.dataset), 6))])
     model.zero_grad(set_to_none=True)
