@@ -102,3 +102,20 @@ def test_cached_latents_equal_fresh_ones(tmp_path):
     again = job._latents(torch.zeros_like(batch["a"]), "xray", batch["index"])  # served from the cache
     fresh = model.encode_image("xray", batch["a"])
     assert torch.equal(first, again) and torch.allclose(first, fresh)
+
+
+def test_command_line_flags_override_the_file(tmp_path, capsys):
+    """The same precedence through ``medm2g pretrain``: a given flag wins, an absent one keeps the file's value."""
+    import json
+
+    from cli_helper import cli
+
+    f = tmp_path / "run.yaml"
+    f.write_text("preset: tiny\nstages: [diffusion]\ntrain: {batch_size: 8, lr: 0.002, ema: true}\n"
+                 "stage_options: {pairs: ['ct<t1']}\n")
+    code, out, err = cli(capsys, "pretrain", "--config", str(f), "--batch-size", "2", "--pairs", "pd<t1+t2",
+                         "--print-config")
+    assert code == 0, err
+    printed = json.loads(out)
+    assert (printed["train"]["batch_size"], printed["train"]["lr"], printed["train"]["ema"]) == (2, 0.002, True)
+    assert printed["stage_options"]["pairs"] == ["pd<t1+t2"] and printed["stages"] == ["diffusion"]
