@@ -322,7 +322,8 @@ def train_throughput(preset: str, steps: int, bs: int, runs: int, device: str = 
     import torch
 
     from medm2g_cli.engine import MedM2G
-    from medm2g_cli.training.loop import LoopConfig, make_accelerator, run_phase
+    from medm2g_cli.training.config import LoopConfig
+    from medm2g_cli.training.loop import make_accelerator, run_phase
 
     model = MedM2G.from_preset(preset, seed=0, modalities=("ct", "mri")).to(device)
     g = torch.Generator().manual_seed(0)

@@ -20,9 +20,11 @@ DECODER_STEPS=${DECODER_STEPS:-800}
 CTV_STEPS=${CTV_STEPS:-3000}
 BRAIN_STEPS=${BRAIN_STEPS:-1500}
 CHEST_STEPS=${CHEST_STEPS:-1800}
-CFG="$WORK/demo_weights.yaml"
-mkdir -p "$WORK"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights.yaml > "$CFG"
+# The recipes (examples/demo_weights/: base.yaml plus one file per stage, joined by `extends:`), with
+# their data paths pointed at $WORK; copied together so that each file's `extends:` still resolves.
+CFG="$WORK/demo_weights"
+mkdir -p "$CFG"
+for f in examples/demo_weights/*.yaml; do sed -e "s#demo-data/#$WORK/#g" "$f" > "$CFG/$(basename "$f")"; done
 start=$(date +%s)
 [ -f "$WORK/brain/dataset.json" ] || {
   $MEDM2G phantom brain -o "$WORK/brain-raw" --subjects 24 --layout plain --seed 1000 --overwrite
@@ -39,43 +41,35 @@ run() { # name config stage steps init-args...
   [ -d "$WORK/run-$name" ] && resume=(--resume)
   $MEDM2G pretrain --config "$cfg" --stages "$stage" --steps "$steps" -o "$WORK/run-$name" "${resume[@]}" "$@"
 }
-run autoencoders "$CFG" autoencoders "$AE_STEPS" --preset small
-run alignment "$CFG" alignment "$ALIGN_STEPS" --init "$WORK/run-autoencoders/model"
-run diffusion "$CFG" diffusion "$DIFF_STEPS" --init "$WORK/run-alignment/model"
-run multiflow "$CFG" multiflow "$FLOW_STEPS" --init "$WORK/run-diffusion/model"
+run autoencoders "$CFG/pretrain.yaml" autoencoders "$AE_STEPS" --preset small
+run alignment "$CFG/pretrain.yaml" alignment "$ALIGN_STEPS" --init "$WORK/run-autoencoders/model"
+run diffusion "$CFG/pretrain.yaml" diffusion "$DIFF_STEPS" --init "$WORK/run-alignment/model"
+run multiflow "$CFG/pretrain.yaml" multiflow "$FLOW_STEPS" --init "$WORK/run-diffusion/model"
 # the same cohorts at 128 px for the last stage
 [ -f "$WORK/brain128/dataset.json" ] || $MEDM2G prepare phantom "$WORK/brain-raw" -o "$WORK/brain128" --size 128 --slices 32 --overwrite
 [ -f "$WORK/chest128/dataset.json" ] || $MEDM2G prepare phantom "$WORK/chest-raw" -o "$WORK/chest128" --size 128 --overwrite
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_hires.yaml > "$WORK/demo_weights_hires.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_text.yaml > "$WORK/demo_weights_text.yaml"
 # 64 px loses the skull and sulci of a 2 mm head (a perfect 64 px model is 73 HU MAE off), so the
 # image diffusers continue at 128 px: the UNets and autoencoders are convolutional.
-run hires "$WORK/demo_weights_hires.yaml" diffusion "$HIRES_STEPS" --init "$WORK/run-multiflow/model"
-run textvae "$WORK/demo_weights_text.yaml" autoencoders "$TEXTVAE_STEPS" --init "$WORK/run-hires/model"
+run hires "$CFG/hires.yaml" diffusion "$HIRES_STEPS" --init "$WORK/run-multiflow/model"
+run textvae "$CFG/text.yaml" autoencoders "$TEXTVAE_STEPS" --init "$WORK/run-hires/model"
 # the X-ray encoder again, on the chest pairs alone: its pooled embedding conditions the report
 # diffuser, and 200 mixed steps left it near chance (InfoNCE 2.45 for a chance level of 2.48)
-run alignx "$WORK/demo_weights_text.yaml" alignment 800 --init "$WORK/run-textvae/model" --batch-size 32
-run report "$WORK/demo_weights_text.yaml" diffusion "$REPORT_STEPS" --init "$WORK/run-alignx/model" --batch-size 32 --lr 3e-4
-# Second round (examples/demo_weights_brain.yaml, demo_weights_chest.yaml). Brain: the CT and MRI
+run alignx "$CFG/text.yaml" alignment 800 --init "$WORK/run-textvae/model" --batch-size 32
+run report "$CFG/text.yaml" diffusion "$REPORT_STEPS" --init "$WORK/run-alignx/model" --batch-size 32 --lr 3e-4
+# Second round (examples/demo_weights/brain.yaml, chest.yaml). Brain: the CT and MRI
 # autoencoders again on 64 px crops of the padded 128 px slices, then the T1 -> CT and T1 + T2 -> PD
 # diffusers, one process each (1 thread each: they share the 2 cores). Chest: text -> X-ray and
 # X-ray -> report again with the conditioners at prompt_scale sqrt(E). `weights merge` joins them.
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_brain.yaml > "$WORK/demo_weights_brain.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_chest.yaml > "$WORK/demo_weights_chest.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_brainct_vae.yaml > "$WORK/demo_weights_brainct_vae.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_brainall.yaml > "$WORK/demo_weights_brainall.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_decoders.yaml > "$WORK/demo_weights_decoders.yaml"
-sed -e "s#demo-data/#$WORK/#g" examples/demo_weights_ctv.yaml > "$WORK/demo_weights_ctv.yaml"
-run chest "$WORK/demo_weights_chest.yaml" diffusion "$CHEST_STEPS" --init "$WORK/run-report/model" &
+run chest "$CFG/chest.yaml" diffusion "$CHEST_STEPS" --init "$WORK/run-report/model" &
 chest_pid=$!
-run brainvae "$WORK/demo_weights_brain.yaml" autoencoders "$BRAINVAE_STEPS" --init "$WORK/run-report/model"
+run brainvae "$CFG/brain.yaml" autoencoders "$BRAINVAE_STEPS" --init "$WORK/run-report/model"
 wait $chest_pid
 # The CT autoencoder alone for longer (cosine lr; the skull and scalp edges dominate its error) while
 # the PD diffuser trains on the (now fixed) MRI latents; then the CT diffuser on the new CT latents.
-run brainpd "$WORK/demo_weights_brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainvae/model" --pairs "pd<t1+t2" &
+run brainpd "$CFG/brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainvae/model" --pairs "pd<t1+t2" &
 pd_pid=$!
-run brainctvae "$WORK/demo_weights_brainct_vae.yaml" autoencoders "$CTVAE_STEPS" --init "$WORK/run-brainvae/model"
-run brainct "$WORK/demo_weights_brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainctvae/model" --pairs "ct<t1"
+run brainctvae "$CFG/brainct_vae.yaml" autoencoders "$CTVAE_STEPS" --init "$WORK/run-brainvae/model"
+run brainct "$CFG/brain.yaml" diffusion "$BRAIN_STEPS" --init "$WORK/run-brainctvae/model" --pairs "ct<t1"
 wait $pd_pid
 [ -f "$WORK/merged/medm2g.json" ] || $MEDM2G weights merge "$WORK/run-brainct/model" -o "$WORK/merged" \
   --take "unet_mri=$WORK/run-brainpd/model" --take "conditioner_mri=$WORK/run-brainpd/model" \
@@ -84,12 +78,12 @@ wait $pd_pid
 # Last, the CT diffuser alone on every axial slice of the training heads (95 per subject, not the 32
 # with the most brain: the skull cap and base were never seen), autoencoders unchanged.
 [ -f "$WORK/brain128all/dataset.json" ] || $MEDM2G prepare phantom "$WORK/brain-raw" -o "$WORK/brain128all" --size 128 --slices 95 --overwrite
-run ctdiffall "$WORK/demo_weights_brainall.yaml" diffusion "$CTALL_STEPS" --init "$WORK/merged" --lr 2e-4
+run ctdiffall "$CFG/brainall.yaml" diffusion "$CTALL_STEPS" --init "$WORK/merged" --lr 2e-4
 # Round 3, on every slice as well. The CT and MRI decoders alone (encoders frozen: the latents and the
 # diffusers stay valid): the autoencoders had only seen the 32 slices with the most brain and their
 # round trip alone was above the global map's error. Then the CT diffuser fine-tuned into v-prediction.
-run decoders "$WORK/demo_weights_decoders.yaml" autoencoders "$DECODER_STEPS" --init "$WORK/run-ctdiffall/model"
-run ctv "$WORK/demo_weights_ctv.yaml" diffusion "$CTV_STEPS" --init "$WORK/run-decoders/model" --lr 3e-4
+run decoders "$CFG/decoders.yaml" autoencoders "$DECODER_STEPS" --init "$WORK/run-ctdiffall/model"
+run ctv "$CFG/ctv.yaml" diffusion "$CTV_STEPS" --init "$WORK/run-decoders/model" --lr 3e-4
 end=$(date +%s)
 rm -rf "$OUT.tmp"
 cp -r "$WORK/run-ctv/model" "$OUT.tmp"

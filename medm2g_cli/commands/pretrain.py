@@ -1,11 +1,18 @@
 """``medm2g pretrain`` and ``medm2g finetune``: train MedM2G on prepared data (Accelerate underneath).
 
-Both commands are thin: they turn options into a :class:`medm2g_cli.training.runner.RunRequest`,
-call :func:`medm2g_cli.training.runner.run`, and render progress (rich, stderr) or a JSON summary.
+Both commands are thin: they pass their options to :func:`medm2g_cli.api.training.build_config` (the
+one place that merges defaults, ``--config`` and options), then call :func:`~medm2g_cli.api.training.pretrain`
+/ :func:`~medm2g_cli.api.training.finetune` (or :func:`~medm2g_cli.api.training.describe` for
+``--print-config``) and render progress (rich, stderr) or a JSON summary. The options they share are
+declared once (:func:`_with_run_options`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,10 +82,6 @@ class RichReporter:
             self.progress = None
 
 
-def _loop_overrides(**kw: Any) -> dict[str, Any]:
-    return {k: v for k, v in kw.items() if v is not None and v is not False}
-
-
 def _render(summary: Any, json_out: bool) -> None:
     if json_out:
         print_json({"run_dir": summary.run_dir, "model": summary.model_dir, "phases": summary.phases,
@@ -109,26 +112,93 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-def _print_config(req: Any) -> None:
-    from ..training.print_config import resolved_config
+@dataclass(frozen=True)
+class RunOptions:
+    """The options ``pretrain`` and ``finetune`` share (declared once, see :func:`_with_run_options`)."""
 
-    if _is_main():
-        print_json(resolved_config(req))
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    checkpoint_every: int | None = None
+    seed: int | None = None
+    resume: bool = False
+    mixed_precision: str | None = None
+    grad_accum: int | None = None
+    total_batch_size: int | None = None
+    ema: bool = False
+    gradient_checkpointing: bool = False
+    cache_latents: bool = False
+    workers: int | None = None
+    tensorboard: bool = False
+    cpu: bool = False
+    overwrite: bool = False
+    json_out: bool = False
+    print_config: bool = False
+
+    def train(self) -> dict[str, Any]:
+        """The :class:`~medm2g_cli.training.config.LoopConfig` fields given (None/False: not given)."""
+        return {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+                "checkpoint_every": self.checkpoint_every, "seed": self.seed, "mixed_precision": self.mixed_precision,
+                "grad_accum": self.grad_accum, "total_batch_size": self.total_batch_size, "ema": self.ema,
+                "gradient_checkpointing": self.gradient_checkpointing, "workers": self.workers,
+                "tensorboard": self.tensorboard}
+
+    def common(self) -> dict[str, Any]:
+        """Keyword arguments of ``build_config`` besides the loop fields."""
+        return {"cache_latents": self.cache_latents, "resume": self.resume, "overwrite": self.overwrite,
+                "cpu": self.cpu, "train": self.train()}
 
 
-def _need_output(output: Path | None) -> Path:
+_SHARED_OPTIONS: dict[str, Any] = {
+    "steps": TrainSteps, "batch_size": TrainBatch, "lr": Lr, "checkpoint_every": CkptEvery, "seed": TrainSeed,
+    "resume": Resume, "mixed_precision": MixedPrecision, "grad_accum": GradAccum, "total_batch_size": TotalBatch,
+    "ema": Ema, "gradient_checkpointing": GradCkpt, "cache_latents": CacheLatents, "workers": Workers,
+    "tensorboard": Tensorboard, "cpu": Cpu, "overwrite": Overwrite, "json_out": JsonOut, "print_config": PrintConfig,
+}
+
+
+def _with_run_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give ``fn`` (which takes ``opts: RunOptions``) the shared options as Typer parameters."""
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "opts"]
+    defaults = RunOptions()
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, name), annotation=ann)
+              for name, ann in _SHARED_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def command(**kw: Any) -> None:
+        fn(**{k: v for k, v in kw.items() if k not in _SHARED_OPTIONS},
+           opts=RunOptions(**{k: kw[k] for k in _SHARED_OPTIONS}))
+
+    command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    return command
+
+
+def _execute(cfg: Any, opts: RunOptions, output: Path | None, train: Callable[..., Any]) -> None:
+    """``--print-config`` (the resolved configuration as JSON), or the run in ``-o`` and its summary."""
+    from dataclasses import replace
+
+    from ..api import training as api
+
+    if opts.print_config:
+        if _is_main():
+            print_json(api.describe(cfg))
+        return
     if output is None:
         from ..errors import ConfigError
 
         raise ConfigError("no run folder given", "pass -o RUN_DIR (or --print-config to only show the configuration)")
-    return output
+    summary = train(replace(cfg, run_dir=output), reporter=RichReporter(enabled=not opts.json_out and _is_main()))
+    if _is_main():
+        _render(summary, opts.json_out)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``pretrain`` and ``finetune`` to the root app."""
 
     @app.command("pretrain", epilog=PRETRAIN_EPILOG)
+    @_with_run_options
     def pretrain(
+        opts: RunOptions,
         output: Out = None,
         data: Data = None,
         config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/JSON run config (see examples/pretrain_tiny.yaml).", show_default=False)] = None,
@@ -138,121 +208,40 @@ def register(app: typer.Typer) -> None:
         flows: Annotated[str | None, typer.Option("--flows", help="Paired flows for multiflow, e.g. text-xray,text-ct,ct-mri,t1-t2.", show_default=False)] = None,
         flow_schedule: Annotated[str | None, typer.Option("--flow-schedule", help="chain (CoDi, sequential) or interleaved.", show_default=False)] = None,
         pairs: Annotated[str | None, typer.Option("--pairs", help="Diffusion parts TARGET<SOURCE[+SOURCE], comma list, e.g. 'ct<t1,pd<t1+t2' (overrides the config's stage_options.pairs).", show_default=False)] = None,
-        steps: TrainSteps = None,
-        batch_size: TrainBatch = None,
-        lr: Lr = None,
-        checkpoint_every: CkptEvery = None,
-        seed: TrainSeed = None,
-        resume: Resume = False,
-        mixed_precision: MixedPrecision = None,
-        grad_accum: GradAccum = None,
-        total_batch_size: TotalBatch = None,
-        ema: Ema = False,
-        gradient_checkpointing: GradCkpt = False,
-        cache_latents: CacheLatents = False,
-        workers: Workers = None,
-        tensorboard: Tensorboard = False,
-        cpu: Cpu = False,
-        overwrite: Overwrite = False,
-        json_out: JsonOut = False,
-        print_config: PrintConfig = False,
     ) -> None:
         """Pre-train MedM2G: autoencoders, central alignment + visual invariance, diffusion, multi-flow."""
-        from dataclasses import replace
+        from ..api import training as api
 
-        from ..training import runner
-        from ..training import stages as stages_mod
-
-        req = runner.RunRequest(run_dir=output or Path(), data=list(data or []), preset=preset, init=init,
-                                resume=resume, overwrite=overwrite, cpu=True if cpu else None)
-        explicit = {k for k, v in {"preset": preset, "init": init, "data": data, "stages": stages, "flows": flows,
-                                   "flow_schedule": flow_schedule}.items() if v}
-        overrides = _loop_overrides(steps=steps, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every,
-                                    seed=seed, mixed_precision=mixed_precision, grad_accum=grad_accum, ema=ema,
-                                    gradient_checkpointing=gradient_checkpointing, workers=workers,
-                                    tensorboard=tensorboard, total_batch_size=total_batch_size)
-        explicit |= set(overrides)
-        if config is not None:
-            req = runner.apply_config(req, runner.load_config_file(config), explicit)
-        if stages:
-            req.stages = stages_mod.parse_stages(stages)
-        if flows:
-            req.flows = [f for f in flows.split(",") if f.strip()]
-        if flow_schedule:
-            req.flow_schedule = flow_schedule
-        req.loop = replace(req.loop, **overrides)
-        if cache_latents:
-            req.options = replace(req.options, cache_latents=True)
-        if pairs:
-            req.options = replace(req.options, pairs=tuple(p.strip() for p in pairs.split(",") if p.strip()))
-        if print_config:
-            _print_config(req)
-            return
-        req.run_dir = _need_output(output)
-        summary = runner.run(req, reporter=RichReporter(enabled=not json_out and _is_main()))
-        if _is_main():
-            _render(summary, json_out)
+        cfg = api.build_config(config, data=data, preset=preset, init=init, stages=stages, flows=flows,
+                               flow_schedule=flow_schedule, pairs=pairs, **opts.common())
+        _execute(cfg, opts, output, api.pretrain)
 
     @app.command("finetune")
+    @_with_run_options
     def finetune(
+        opts: RunOptions,
         task: Annotated[str, typer.Argument(help="report-generation | image-generation | mri-synthesis | mri-ct-translation | xray-generation")],
         init: Annotated[Path | None, typer.Option("--init", help="Pre-trained model folder to start from.", show_default=False)] = None,
         output: Out = None,
         data: Data = None,
         config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/JSON run config (e.g. a --print-config output) over the task's defaults.", show_default=False)] = None,
         preset: Annotated[str | None, typer.Option("--preset", help="Expected preset of --init (checked); with --print-config and no --init, the preset described.", show_default=False)] = None,
-        steps: TrainSteps = None,
-        batch_size: TrainBatch = None,
-        lr: Lr = None,
         max_report_length: Annotated[int | None, typer.Option("--max-report-length", help="Report length limit in tokens (task default 45/50).", show_default=False)] = None,
         flows: Annotated[str | None, typer.Option("--flows", help="Train these cross-guided flows (multiflow stage) instead of the task's diffusion pairs.", show_default=False)] = None,
         pairs: Annotated[str | None, typer.Option("--pairs", help="Override the task's diffusion pairs TARGET<SOURCE[+SOURCE] (default: what eval measures).", show_default=False)] = None,
-        checkpoint_every: CkptEvery = None,
-        seed: TrainSeed = None,
-        resume: Resume = False,
-        mixed_precision: MixedPrecision = None,
-        grad_accum: GradAccum = None,
-        total_batch_size: TotalBatch = None,
-        ema: Ema = False,
-        gradient_checkpointing: GradCkpt = False,
-        cache_latents: CacheLatents = False,
-        workers: Workers = None,
-        tensorboard: Tensorboard = False,
-        cpu: Cpu = False,
-        overwrite: Overwrite = False,
-        json_out: JsonOut = False,
-        print_config: PrintConfig = False,
     ) -> None:
         """Fine-tune a pre-trained model on one of the five tasks with the supplement's hyper-parameters.
 
         The task trains the conditioning `medm2g eval` measures for the dataset (IXI: pd<t1+t2; BraTS:
         t1ce<flair+t1+t2 and flair<t1+t1ce+t2; Gold Atlas: ct<t2 and t2<ct; reports: text<xray; ...).
         """
+        from ..api import training as api
         from ..errors import ConfigError
-        from ..training import runner
 
-        loop_over = _loop_overrides(steps=steps, checkpoint_every=checkpoint_every, seed=seed,
-                                    mixed_precision=mixed_precision, grad_accum=grad_accum, ema=ema,
-                                    gradient_checkpointing=gradient_checkpointing, workers=workers,
-                                    tensorboard=tensorboard, total_batch_size=total_batch_size)
-        if init is None and not print_config:
+        if init is None and not opts.print_config:
             raise ConfigError("finetune needs --init MODEL", "pass the pre-trained model folder to start from")
-        req = runner.finetune_request(
-            task, init, list(data or []), output, preset=preset, batch_size=batch_size, lr=lr,
-            max_report_length=max_report_length, flows=flows, pairs=pairs, **loop_over,
-            cache_latents=cache_latents, resume=resume, overwrite=overwrite,
-        )
-        if init is None:  # --print-config without a model: describe the preset (default full)
-            req.preset = preset or "full"
-        if config is not None:
-            explicit = set(loop_over) | {k for k, v in {"init": init, "data": data, "flows": flows}.items() if v}
-            explicit |= {k for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None}
-            req = runner.apply_config(req, runner.load_config_file(config), explicit)
-        req.cpu = True if cpu else None
-        if print_config:
-            _print_config(req)
-            return
-        req.run_dir = _need_output(output)
-        summary = runner.run(req, reporter=RichReporter(enabled=not json_out and _is_main()))
-        if _is_main():
-            _render(summary, json_out)
+        # --print-config without a model describes the preset, by default full
+        cfg = api.build_config(config, task=task, data=data, preset=preset, init=init, flows=flows, pairs=pairs,
+                               max_report_length=max_report_length, default_preset="full" if init is None else None,
+                               **opts.common())
+        _execute(cfg, opts, output, api.finetune)

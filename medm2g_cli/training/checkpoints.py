@@ -29,9 +29,11 @@ from ..io.atomic import atomic_dir
 if TYPE_CHECKING:
     import torch
 
-    from .loop import EMA, TrainJob
+    from .ema import EMA
+    from .interfaces import TrainJob
 
 TRAINER_STATE = "trainer_state.json"
+CHECKPOINT_PREFIX = "checkpoint-"
 SCHEDULERS_FILE = "schedulers.pt"
 _CHUNK = 1 << 22
 
@@ -122,6 +124,20 @@ def intact_checkpoint(dirs: Sequence[tuple[int, Path]], trainer_state: str, *, w
     return None
 
 
+def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, sorted by step (temporary ``.part`` folders are ignored)."""
+    out: list[tuple[int, Path]] = []
+    if not run_dir.is_dir():
+        return out
+    for p in run_dir.iterdir():
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file():
+            try:
+                out.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
 def save_checkpoint(
     run_dir: Path, global_step: int, job: TrainJob, accelerator: Any, ema: EMA | None,
     state: dict[str, Any], keep: int | None = None, schedulers: Sequence[Any] = (),
@@ -130,8 +146,6 @@ def save_checkpoint(
     state); ``trainer_state.json``, written last, records the sha256 of every other file."""
     from accelerate.utils import broadcast_object_list
     from safetensors.torch import save_file, save_model
-
-    from .loop import CHECKPOINT_PREFIX, checkpoint_dirs
 
     dest = run_dir / f"{CHECKPOINT_PREFIX}{global_step}"
     cm = None
@@ -203,12 +217,12 @@ def load_checkpoint(ckpt: Path, accelerator: Any, module: torch.nn.Module, ema: 
 def prepare_resume(run_dir: Path, *, main: bool = True) -> tuple[Path | None, dict[str, Any] | None]:
     """The newest checkpoint whose files verify (a damaged newer one is skipped with a warning) and its
     trainer state; the main process also drops metrics logged after it."""
-    from .loop import METRICS_FILE, _truncate_metrics, checkpoint_dirs
+    from .run_folder import METRICS_FILE, truncate_metrics
 
     ckpt = intact_checkpoint(checkpoint_dirs(run_dir), TRAINER_STATE, warn=main)
     if ckpt is None:
         return None, None
     meta = json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))
     if main:
-        _truncate_metrics(run_dir / METRICS_FILE, int(meta["global_step"]))
+        truncate_metrics(run_dir / METRICS_FILE, int(meta["global_step"]))
     return ckpt, meta

@@ -27,98 +27,22 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sized
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from ..errors import ConfigError
-from ..io.atomic import atomic_path, check_output
-from ..io.outputs import check_replaceable, write_marker
 from . import optim as optim_mod
-from .checkpoints import TRAINER_STATE, load_checkpoint, save_checkpoint
-from .checkpoints import prepare_resume as prepare_resume  # part of loop's interface (runner, tests)
-
-CHECKPOINT_PREFIX = "checkpoint-"
-METRICS_FILE = "metrics.jsonl"
-
-
-@dataclass
-class LoopConfig:
-    """Optimisation settings of one training phase (a stage or a fine-tuning task)."""
-
-    steps: int = 100
-    batch_size: int = 4  # per process, per micro-step
-    lr: float = 1e-4
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"  # "constant" after warmup, or "cosine" decay to 0 at the last step
-    grad_accum: int = 1
-    max_grad_norm: float | None = 1.0
-    ema: bool = False
-    ema_decay: float = 0.999
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    checkpoint_every: int = 0
-    keep_checkpoints: int | None = None
-    seed: int = 0
-    workers: int = 0
-    log_every: int = 1
-    tensorboard: bool = False
-    plateau_factor: float | None = None
-    plateau_patience: int = 0
-    val_batches: int = 4
-    branch_lr: dict[str, float] | None = None  # per-branch AdamW lr (Table A3; training/optim.py)
-    total_batch_size: int | None = None  # processes x batch_size x grad_accum; sets grad_accum
-
-    def validate(self) -> None:
-        """Refuse impossible settings before anything is built."""
-        if self.steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {self.steps}", "pass --steps N with N >= 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}", "pass --batch-size N with N >= 1")
-        if self.grad_accum < 1:
-            raise ConfigError(f"--grad-accum must be at least 1, got {self.grad_accum}", "pass --grad-accum N with N >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}", "pass a learning rate such as 1e-4")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"unknown lr_schedule '{self.lr_schedule}'", "use constant or cosine")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"unknown --mixed-precision '{self.mixed_precision}'", "use no, fp16 or bf16")
-        if self.checkpoint_every < 0 or self.workers < 0:
-            raise ConfigError("--checkpoint-every and --workers cannot be negative", "pass 0 or a positive number")
-
-
-class TrainJob(Protocol):
-    """What the loop needs from a stage or task (see :mod:`medm2g_cli.training.stages`)."""
-
-    name: str
-    module: torch.nn.Module  # holds every parameter of the model (trainable or not)
-    dataset: Dataset
-    val_dataset: Dataset | None
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
-
-    def collate(self, items: list[Any]) -> Any: ...
-
-    def compute(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
-        """Loss terms for one micro-batch; ``"loss"`` is the total that is back-propagated."""
-        ...
-
-    def before_step(self, step: int) -> None:
-        """Hook called before each optimizer step (flows freeze/unfreeze sides here)."""
-        ...
-
-    def save_model(self, path: Path) -> None:
-        """Write a ready-to-use model folder to ``path`` (a fresh, empty folder)."""
-        ...
-
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import LoopConfig
+from .ema import EMA
+from .interfaces import NullReporter, PhaseResult, Reporter, TrainJob
+from .run_folder import METRICS_FILE
 
 # --------------------------------------------------------------------------------------------
 # Deterministic data order
@@ -176,129 +100,6 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return max(0, self.total - self.start) * self.accum
-
-
-# --------------------------------------------------------------------------------------------
-# Run folder helpers
-
-
-def checkpoint_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, sorted by step (temporary ``.part`` folders are ignored)."""
-    out: list[tuple[int, Path]] = []
-    if not run_dir.is_dir():
-        return out
-    for p in run_dir.iterdir():
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file():
-            try:
-                out.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
-            except ValueError:
-                continue
-    return sorted(out)
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1][1] if dirs else None
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (and a torn last line)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("global_step", -1) <= last_step:
-            kept.append(line)
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-
-
-class Reporter(Protocol):
-    """Progress sink (the command renders it with rich; the API stays UI-free)."""
-
-    def start(self, phase: str, total: int, done: int) -> None: ...
-
-    def update(self, record: dict[str, Any]) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class NullReporter:
-    """A reporter that shows nothing."""
-
-    def start(self, phase: str, total: int, done: int) -> None:  # noqa: D102
-        pass
-
-    def update(self, record: dict[str, Any]) -> None:  # noqa: D102
-        pass
-
-    def stop(self) -> None:  # noqa: D102
-        pass
-
-
-# --------------------------------------------------------------------------------------------
-# EMA
-
-
-class EMA:
-    """Exponential moving average of the trainable parameters (shadow kept in fp32)."""
-
-    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
-        self.params = params
-        self.decay = decay
-        self.shadow = [p.detach().float().clone() for p in params]
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        """shadow = d * shadow + (1 - d) * param, with the usual warm-up d = min(decay, (1+s)/(10+s))."""
-        d = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow, self.params, strict=True):
-            s.mul_(d).add_(p.detach().float(), alpha=1 - d)
-
-    @contextlib.contextmanager
-    def swapped(self) -> Iterator[None]:
-        """Temporarily load the EMA weights into the model (to save or evaluate)."""
-        backup = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for s, p in zip(self.shadow, self.params, strict=True):
-                p.copy_(s.to(p.dtype))
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for b, p in zip(backup, self.params, strict=True):
-                    p.copy_(b)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors to store in a checkpoint."""
-        return {f"ema.{i}": s.contiguous() for i, s in enumerate(self.shadow)}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore the shadow weights from :meth:`state_dict`."""
-        for i in range(len(self.shadow)):
-            self.shadow[i] = state[f"ema.{i}"].float().clone()
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-
-
-@dataclass
-class PhaseResult:
-    """What a phase did: steps, final loss terms, throughput and wall time."""
-
-    name: str
-    steps: int
-    start_step: int
-    final: dict[str, float] = field(default_factory=dict)
-    first: dict[str, float] = field(default_factory=dict)
-    samples_per_s: float = 0.0
-    seconds: float = 0.0
 
 
 def make_accelerator(cfg: LoopConfig, cpu: bool | None = None) -> Any:
@@ -371,6 +172,177 @@ def _lr_lambda(warmup: int, schedule: str = "constant", total: int = 0) -> Calla
     return f
 
 
+# --------------------------------------------------------------------------------------------
+# One phase, in named steps
+
+
+@dataclass
+class _Phase:
+    """The objects a phase trains with, built by :func:`_setup` and read by the step functions."""
+
+    job: TrainJob
+    cfg: LoopConfig
+    accelerator: Any
+    run_dir: Path
+    global_offset: int
+    params: list[torch.nn.Parameter]
+    optimizer: Any
+    schedulers: list[Any]  # the lr schedule, then the plateau decay when there is one
+    ema: EMA | None
+    sampler: StepBatchSampler
+    tb: Any
+    result: PhaseResult
+    seen: int = 0  # samples over all processes
+    acc_terms: dict[str, float] = field(default_factory=dict)  # loss terms summed over the micro-steps
+
+    @property
+    def plateau(self) -> Any:
+        return self.schedulers[1] if len(self.schedulers) > 1 else None
+
+
+def _trainable(job: TrainJob, cfg: LoopConfig, accelerator: Any) -> list[torch.nn.Parameter]:
+    """Move the model to the device and leave exactly the job's parameters trainable."""
+    module = job.module
+    module.to(accelerator.device)
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(module)
+    params = job.trainable_parameters()
+    if not params:
+        raise ConfigError(f"phase '{job.name}' has no trainable parameters", "check --stages and the model preset")
+    for p in module.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _optimizer(job: TrainJob, cfg: LoopConfig, accelerator: Any) -> tuple[Any, list[Any]]:
+    """AdamW over the job's parameter groups, its lr schedule and (``plateau_factor``) plateau decay."""
+    betas = cast(tuple[float, float], tuple(cfg.adam_betas))
+    optimizer = _adamw(optim_mod.param_groups(job, cfg.lr, cfg.branch_lr), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.lr_schedule, cfg.steps))
+    plateau = None
+    if cfg.plateau_factor:
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+    optimizer = accelerator.prepare(optimizer)
+    # Not registered with accelerate (its custom-object loader unpickles): see training/checkpoints.py.
+    return optimizer, [scheduler] + ([plateau] if plateau is not None else [])
+
+
+def _setup(job: TrainJob, cfg: LoopConfig, accelerator: Any, run_dir: Path, global_offset: int,
+           resume_from: Path | None) -> _Phase:
+    """Everything a phase needs, restored from ``resume_from`` when given; returns the phase state."""
+    params = _trainable(job, cfg, accelerator)
+    optimizer, schedulers = _optimizer(job, cfg, accelerator)
+    ema = EMA(params, cfg.ema_decay) if cfg.ema else None
+    start = 0
+    if resume_from is not None:
+        start = load_checkpoint(resume_from, accelerator, job.module, ema, job.name, schedulers)
+    sampler = StepBatchSampler(
+        len(cast(Sized, job.dataset)), cfg.batch_size, seed=_mix(cfg.seed, global_offset), start_step=start,
+        total_steps=cfg.steps, grad_accum=cfg.grad_accum, rank=accelerator.process_index,
+        world=accelerator.num_processes,
+    )
+    tb = _tensorboard(run_dir, cfg) if accelerator.is_main_process else None
+    return _Phase(job, cfg, accelerator, run_dir, global_offset, params, optimizer, schedulers, ema, sampler, tb,
+                  PhaseResult(job.name, cfg.steps, start))
+
+
+def _train_mode(job: TrainJob) -> None:
+    set_mode = getattr(job, "set_train_mode", None)
+    if set_mode is not None:
+        set_mode()  # trainable components in train mode, frozen ones in eval (no dropout noise)
+    else:
+        job.module.train()
+
+
+def _micro_step(ph: _Phase, batch: Any, step: int, micro: int) -> None:
+    """Forward, backward and (at a synchronising micro-step) the optimizer step of one micro-batch."""
+    acc, cfg, world = ph.accelerator, ph.cfg, ph.accelerator.num_processes
+    # Every random draw of this micro-step is a function of (seed, step, micro, rank).
+    _seed_everything(_mix(cfg.seed, ph.global_offset + step, micro, acc.process_index))
+    if micro == 0:
+        ph.job.before_step(step)
+    with acc.accumulate(ph.job.module), acc.autocast():
+        terms = ph.job.compute(batch, step)
+        acc.backward(terms["loss"])
+        if acc.sync_gradients:
+            if world > 1:
+                _all_reduce_grads(ph.params, acc)
+            if cfg.max_grad_norm:
+                acc.clip_grad_norm_(ph.params, cfg.max_grad_norm)
+        ph.optimizer.step()
+        if acc.sync_gradients:
+            ph.schedulers[0].step()
+        ph.optimizer.zero_grad(set_to_none=True)
+    for k, v in terms.items():
+        ph.acc_terms[k] = ph.acc_terms.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+    ph.seen += cfg.batch_size * world
+
+
+def _step_record(ph: _Phase, step: int, t0: float) -> dict[str, Any]:
+    """The metrics line of a finished optimizer step (loss terms averaged over processes)."""
+    record = _reduce_terms(ph.acc_terms, ph.accelerator)
+    ph.acc_terms = {}
+    if not ph.result.first:
+        ph.result.first = dict(record)
+    ph.result.final = dict(record)
+    elapsed = time.perf_counter() - t0
+    groups = ph.optimizer.param_groups
+    return {
+        "phase": ph.job.name, "step": step, "global_step": ph.global_offset + step,
+        **{f"loss/{k}" if k != "loss" else "loss": v for k, v in record.items()},
+        "lr": groups[0]["lr"], "samples_per_s": ph.seen / max(elapsed, 1e-9),
+        **({f"lr/{g.get('branch', i)}": g["lr"] for i, g in enumerate(groups)} if len(groups) > 1 else {}),
+        "epoch": ph.sampler.epoch_of(step), "time": time.time(),
+    }
+
+
+def _log(ph: _Phase, rec: dict[str, Any], step: int, end: int) -> None:
+    """Append ``rec`` to RUN/metrics.jsonl (and tensorboard) on the main process."""
+    if ph.accelerator.is_main_process and (step % ph.cfg.log_every == 0 or step == end):
+        with open(ph.run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if ph.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, float) and k not in ("time",):
+                    ph.tb.add_scalar(k, v, ph.global_offset + step)
+
+
+def _maybe_checkpoint(ph: _Phase, step: int, checkpoint_at_end: bool, extra_state: dict[str, Any] | None) -> None:
+    cfg = ph.cfg
+    periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
+    # The end of a phase that another phase follows is checkpointed too, so a run killed early
+    # in the next phase does not redo this one.
+    if periodic or (checkpoint_at_end and cfg.checkpoint_every and step == cfg.steps):
+        save_checkpoint(ph.run_dir, ph.global_offset + step, ph.job, ph.accelerator, ph.ema,
+                        {"phase": ph.job.name, "phase_step": step, **(extra_state or {})}, cfg.keep_checkpoints,
+                        ph.schedulers)
+
+
+def _finish(ph: _Phase, step: int, t0: float, reporter: Reporter) -> PhaseResult:
+    """Close the phase: result numbers, EMA weights into the model, accelerate emptied for the next one."""
+    result = ph.result
+    result.seconds = time.perf_counter() - t0
+    result.samples_per_s = ph.seen / max(result.seconds, 1e-9)
+    result.steps = step
+    reporter.stop()
+    if ph.tb is not None:
+        ph.tb.close()
+    if ph.ema is not None:
+        # The rest of the run (next phase, final model) continues from the averaged weights.
+        ph.ema.copy_to_params()
+    ph.accelerator.wait_for_everyone()
+    # The next phase prepares its own optimizer/scheduler; accelerate's save_state/load_state
+    # expect exactly the objects of the current phase.
+    ph.accelerator._optimizers.clear()
+    ph.accelerator._schedulers.clear()
+    ph.accelerator._custom_objects.clear()
+    return result
+
+
 def run_phase(
     job: TrainJob,
     cfg: LoopConfig,
@@ -393,140 +365,36 @@ def run_phase(
     """
     reporter = reporter or NullReporter()
     cfg.validate()
-    module = job.module
-    module.to(accelerator.device)
-    if cfg.gradient_checkpointing:
-        _enable_gradient_checkpointing(module)
-    params = job.trainable_parameters()
-    if not params:
-        raise ConfigError(f"phase '{job.name}' has no trainable parameters", "check --stages and the model preset")
-    for p in module.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    betas = cast(tuple[float, float], tuple(cfg.adam_betas))
-    optimizer = _adamw(optim_mod.param_groups(job, cfg.lr, cfg.branch_lr), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.lr_schedule, cfg.steps))
-    plateau = None
-    if cfg.plateau_factor:
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience
-        )
-    optimizer = accelerator.prepare(optimizer)
-    # Not registered with accelerate (its custom-object loader unpickles): see training/checkpoints.py.
-    schedulers = [scheduler] + ([plateau] if plateau is not None else [])
-    ema = EMA(params, cfg.ema_decay) if cfg.ema else None
-
-    start = 0
-    if resume_from is not None:
-        start = load_checkpoint(resume_from, accelerator, module, ema, job.name, schedulers)
-
-    rank, world = accelerator.process_index, accelerator.num_processes
-    sampler = StepBatchSampler(
-        len(cast(Sized, job.dataset)), cfg.batch_size, seed=_mix(cfg.seed, global_offset), start_step=start,
-        total_steps=cfg.steps, grad_accum=cfg.grad_accum, rank=rank, world=world,
-    )
-    loader = DataLoader(
-        job.dataset, batch_sampler=sampler, collate_fn=job.collate, num_workers=cfg.workers,
-        persistent_workers=False,
-    )
-    metrics_path = run_dir / METRICS_FILE
-    tb = _tensorboard(run_dir, cfg) if accelerator.is_main_process else None
-    result = PhaseResult(job.name, cfg.steps, start)
+    ph = _setup(job, cfg, accelerator, run_dir, global_offset, resume_from)
+    start = ph.result.start_step
+    loader = DataLoader(job.dataset, batch_sampler=ph.sampler, collate_fn=job.collate, num_workers=cfg.workers,
+                        persistent_workers=False)
     reporter.start(job.name, cfg.steps, start)
-    set_mode = getattr(job, "set_train_mode", None)
-    if set_mode is not None:
-        set_mode()  # trainable components in train mode, frozen ones in eval (no dropout noise)
-    else:
-        module.train()
+    _train_mode(job)
     t0 = time.perf_counter()
-    seen = 0
-    step = start
-    micro = 0
-    acc_terms: dict[str, float] = {}
-    last_epoch = int(sampler.epoch_of(start))
+    step, micro = start, 0
+    last_epoch = int(ph.sampler.epoch_of(start))
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     batches = iter(loader)
     while step < end:
-        batch = next(batches)
-        # Every random draw of this micro-step is a function of (seed, step, micro, rank).
-        _seed_everything(_mix(cfg.seed, global_offset + step, micro, rank))
-        if micro == 0:
-            job.before_step(step)
-        with accelerator.accumulate(module), accelerator.autocast():
-            terms = job.compute(batch, step)
-            accelerator.backward(terms["loss"])
-            if accelerator.sync_gradients:
-                if world > 1:
-                    _all_reduce_grads(params, accelerator)
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            if accelerator.sync_gradients:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        for k, v in terms.items():
-            acc_terms[k] = acc_terms.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
-        seen += cfg.batch_size * world
+        _micro_step(ph, next(batches), step, micro)
         micro += 1
         if micro < cfg.grad_accum:
             continue
         micro = 0
-        if ema is not None:
-            ema.update(step)
+        if ph.ema is not None:
+            ph.ema.update(step)
         step += 1
-        record = _reduce_terms(acc_terms, accelerator)
-        acc_terms = {}
-        if not result.first:
-            result.first = dict(record)
-        result.final = dict(record)
-        elapsed = time.perf_counter() - t0
-        rec = {
-            "phase": job.name, "step": step, "global_step": global_offset + step,
-            **{f"loss/{k}" if k != "loss" else "loss": v for k, v in record.items()},
-            "lr": optimizer.param_groups[0]["lr"], "samples_per_s": seen / max(elapsed, 1e-9),
-            **({f"lr/{g.get('branch', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)} if len(optimizer.param_groups) > 1 else {}),
-            "epoch": sampler.epoch_of(step), "time": time.time(),
-        }
-        epoch_now = int(sampler.epoch_of(step))
-        if plateau is not None and epoch_now > last_epoch and job.val_dataset is not None:
-            val = _validate(job, cfg, accelerator)
-            plateau.step(val)
-            rec["val_loss"] = val
+        rec = _step_record(ph, step, t0)
+        epoch_now = int(ph.sampler.epoch_of(step))
+        if ph.plateau is not None and epoch_now > last_epoch and job.val_dataset is not None:
+            rec["val_loss"] = val = _validate(job, cfg, accelerator)
+            ph.plateau.step(val)
         last_epoch = epoch_now
-        if accelerator.is_main_process and (step % cfg.log_every == 0 or step == end):
-            with open(metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            if tb is not None:
-                for k, v in rec.items():
-                    if isinstance(v, float) and k not in ("time",):
-                        tb.add_scalar(k, v, global_offset + step)
+        _log(ph, rec, step, end)
         reporter.update(rec)
-        periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps
-        # The end of a phase that another phase follows is checkpointed too, so a run killed early
-        # in the next phase does not redo this one.
-        if periodic or (checkpoint_at_end and cfg.checkpoint_every and step == cfg.steps):
-            save_checkpoint(run_dir, global_offset + step, job, accelerator, ema,
-                            {"phase": job.name, "phase_step": step, **(extra_state or {})}, cfg.keep_checkpoints,
-                            schedulers)
-    result.seconds = time.perf_counter() - t0
-    result.samples_per_s = seen / max(result.seconds, 1e-9)
-    result.steps = step
-    reporter.stop()
-    if tb is not None:
-        tb.close()
-    if ema is not None:
-        # The rest of the run (next phase, final model) continues from the averaged weights.
-        with torch.no_grad():
-            for s, p in zip(ema.shadow, ema.params, strict=True):
-                p.copy_(s.to(p.dtype))
-    accelerator.wait_for_everyone()
-    # The next phase prepares its own optimizer/scheduler; accelerate's save_state/load_state
-    # expect exactly the objects of the current phase.
-    accelerator._optimizers.clear()
-    accelerator._schedulers.clear()
-    accelerator._custom_objects.clear()
-    return result
+        _maybe_checkpoint(ph, step, checkpoint_at_end, extra_state)
+    return _finish(ph, step, t0, reporter)
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], accelerator: Any) -> None:
@@ -576,55 +444,3 @@ def _tensorboard(run_dir: Path, cfg: LoopConfig) -> Any:
     except ImportError as exc:  # tensorboard is an optional extra
         raise ConfigError("--tensorboard needs the tensorboard package", "pip install tensorboard, or drop --tensorboard") from exc
     return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints (written, verified and loaded in training/checkpoints.py)
-
-
-def clean_partial(run_dir: Path) -> None:
-    """Remove temporary folders a killed run left behind (``.checkpoint-*.part``)."""
-    if not run_dir.is_dir():
-        return
-    for p in run_dir.iterdir():
-        if p.name.startswith(".") and p.name.endswith((".part", ".old")):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default), encoding="utf-8")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "__dataclass_fields__"):
-        return asdict(o)
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(type(o).__name__)
-
-
-def ensure_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Create the run folder, or refuse to reuse one without --resume/--overwrite."""
-    if run_dir.exists():
-        if resume:
-            return
-        if not overwrite:
-            from ..errors import OutputExistsError
-
-            raise OutputExistsError(f"run folder '{run_dir}' already exists",
-                                    "pass --resume to continue it or --overwrite to start over")
-        check_replaceable(run_dir)  # --overwrite replaces medm2g's own folders only
-        shutil.rmtree(run_dir)
-    check_output(run_dir, overwrite=True)  # its parent exists and is writable
-    run_dir.mkdir(exist_ok=True)
-    write_marker(run_dir)

@@ -10,74 +10,12 @@ allocated), so a ``full`` configuration prints in seconds on any machine, withou
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Any
 
-from .. import modalities
-from ..config import ModelConfig, model_preset
 from ..errors import ConfigError
 from . import optim
-
-
-def processes() -> int:
-    """Processes of the run: ``WORLD_SIZE`` as ``accelerate launch``/torchrun set it, else 1."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
-class _Shim:
-    """Stands in for a model in :func:`runner._apply_init_overrides` (it only reads ``config``)."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-
-
-def model_config(req: Any) -> ModelConfig | None:
-    """The model config a request trains, read without building the model (None for ``model_factory``)."""
-    from . import runner
-
-    if req.model_factory is not None:
-        return None
-    if req.init is not None:
-        from ..engine.io import read_meta
-
-        init = Path(req.init)
-        if not (init / "medm2g.json").is_file():
-            raise ConfigError(f"--init '{init}' is not a model folder", "point --init at a folder made by weights init or pretrain")
-        cfg = ModelConfig.from_dict(read_meta(init)["config"])
-        runner._apply_init_overrides(_Shim(cfg), req.model_overrides)
-        if req.preset and req.preset != cfg.preset:
-            raise ConfigError(f"--preset {req.preset} does not match --init '{init}', which is a '{cfg.preset}' model",
-                              f"drop --preset or pass --preset {cfg.preset}")
-        return cfg
-    if not req.preset:
-        raise ConfigError("no model given", "pass --preset tiny|small|full, --init MODEL_DIR or --config FILE")
-    return model_preset(req.preset, **runner._flatten(req.model_overrides))
-
-
-def trained_branches(req: Any, cfg: ModelConfig) -> list[str]:
-    """Branches whose diffusion models the run trains (for the ``full`` batch default)."""
-    from .stages import parse_pair
-
-    if req.options.pairs:
-        names = [parse_pair(p)[0] for p in req.options.pairs]
-    elif req.options.targets:
-        names = list(req.options.targets)
-    else:
-        names = list(cfg.modalities)
-    return list(dict.fromkeys(modalities.split_target(n)[0] for n in names))
-
-
-def resolve_loop(req: Any) -> Any:
-    """``req.loop`` with the preset's defaults and the batch arithmetic resolved (see :mod:`.optim`)."""
-    cfg = model_config(req)
-    if cfg is None:
-        return optim.resolve_loop(req.loop, preset=None, branches=[], processes=processes())
-    return optim.resolve_loop(req.loop, preset=cfg.preset, branches=trained_branches(req, cfg),
-                              processes=processes(), finetune=bool(req.task))
+from .config import TrainConfig
+from .model_setup import model_config, processes, resolved, trained_branches
 
 
 def _groups(jobs: list[Any], loop: Any) -> dict[str, list[dict[str, Any]]]:
@@ -107,21 +45,18 @@ class _MetaJob:
         return list(unique.values())
 
 
-def resolved_config(req: Any) -> dict[str, Any]:
+def resolved_config(req: TrainConfig) -> dict[str, Any]:
     """The run's resolved configuration (see the module docstring); nothing is written or trained."""
     from ..engine import MedM2G
     from . import runner
-    from . import stages as stages_mod
 
-    req.loop.validate()
-    req.stages = stages_mod.parse_stages(req.stages)
-    loop = resolve_loop(req)
-    req.loop = loop
+    req = resolved(req)
+    loop = req.loop
     cfg = model_config(req)
     if cfg is None:
         raise ConfigError("--print-config needs a model config", "pass --preset or --init")
     model = MedM2G.from_config(cfg, device="meta")
-    flows = runner._flows(req) if "multiflow" in req.stages else []
+    flows = runner.run_flows(req)
     notes: list[str] = []
     split: list[Any] = []
     if req.data:

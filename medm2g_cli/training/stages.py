@@ -1,6 +1,6 @@
 """The four training stages of MedM2G and the cross-guided flows (method.md sections 1.2-1.5).
 
-Each stage is a :class:`~medm2g_cli.training.loop.TrainJob`: it knows which components it trains
+Each stage is a :class:`~medm2g_cli.training.interfaces.TrainJob`: it knows which components it trains
 (the rest stay frozen; the split is written to the run config), which data it needs (checked
 before training) and how to compute its loss terms for one batch.
 
@@ -35,10 +35,10 @@ from .. import modalities
 from ..config import DECODER_PREFIXES
 from ..errors import ConfigError
 from . import augment, losses
+from .config import STAGES, StageOptions
 from .datasets import TEXT, ImageSet, MixedSet, PairSet, SourcesSet, TextSet, TrainingData, collate
 from .flows import Flow, FlowSchedule
 
-STAGES: tuple[str, ...] = ("autoencoders", "alignment", "diffusion", "multiflow")
 STAGE_HELP = {
     "autoencoders": "KL autoencoder per imaging modality + Optimus-style text VAE",
     "alignment": "central alignment (InfoNCE to text) + visual invariance (Barlow Twins, lambda_1 = 5e-3)",
@@ -60,49 +60,6 @@ def parse_pair(spec: str) -> tuple[str, list[str]]:
     if not srcs or (TEXT in srcs and len(srcs) > 1):
         raise ConfigError(f"diffusion pair '{spec}' needs one text source or one or more image sources", "e.g. pd<t1+t2")
     return tgt, srcs
-
-
-def parse_stages(spec: str | Sequence[str] | None) -> list[str]:
-    """Parse ``autoencoders,alignment`` (or ``all``); unknown stages are refused; order is canonical."""
-    if spec is None or spec == "all" or spec == ["all"]:
-        return list(STAGES)
-    names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    aliases = {"ae": "autoencoders", "align": "alignment", "ldm": "diffusion", "flows": "multiflow", "cross": "multiflow"}
-    out = []
-    for n in names:
-        n = aliases.get(n, n)
-        if n not in STAGES:
-            raise ConfigError(f"unknown stage '{n}'", f"use one or more of: {', '.join(STAGES)} (or all)")
-        out.append(n)
-    return [s for s in STAGES if s in out]
-
-
-@dataclass
-class StageOptions:
-    """Knobs shared by the stages."""
-
-    cond_drop_prob: float = 0.1  # SD convention (method.md pitfall 3)
-    tau: float = losses.DEFAULT_TAU
-    lambda_1: float = losses.LAMBDA_1
-    invariance_weight: float = 1.0  # beta of L_align = L_CA + beta * sum_m L_VI^m
-    kl_weight: float = 1e-6  # KL weight of the image autoencoders (LDM's kl-f8 setting)
-    text_kl_weight: float | None = None  # Optimus beta; None: the model's config.text.kl_beta
-    cache_latents: bool = False
-    # after the autoencoders stage: latent scale factor = 1/std on training samples (CoDi scale_by_std)
-    calibrate_scale: bool = True
-    targets: tuple[str, ...] | None = None  # diffusion/autoencoders: modalities to train (None: all the data has)
-    # diffusion: explicit parts "target<source[+source]" (e.g. "ct<t1", "pd<t1+t2", "xray<text"),
-    # overriding the automatic choice of one condition per target; image sources also condition
-    # spatially (context tokens or concat slots), as translate/synthesize do at inference.
-    pairs: tuple[str, ...] | None = None
-    max_report_length: int | None = None
-    # autoencoders: train on random square crops of this side (the KL autoencoders are convolutional,
-    # as LDM trains its f8 autoencoder on 256 px crops); None trains on whole images
-    ae_crop: int | None = None
-    # autoencoders: train the image decoders only (encoder and quant_conv frozen). The latents, and
-    # so every diffuser trained on them, stay valid, as Stability's fine-tuned ("ft-MSE") SD decoders
-    # keep the original latent space; the latent scale factor is kept, not recalibrated.
-    ae_decoder_only: bool = False
 
 
 def _random_crop(x: torch.Tensor, side: int | None, tries: int = 4) -> torch.Tensor:

@@ -13,13 +13,13 @@ import torch
 from test_training_loop import _run
 
 from medm2g_cli.errors import ConfigError, MedM2GWarning
-from medm2g_cli.training import checkpoints, loop
+from medm2g_cli.training import checkpoints, config
 
 torch.set_num_threads(1)
 
 
-def _cfg() -> loop.LoopConfig:
-    return loop.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, warmup_steps=2,
+def _cfg() -> config.LoopConfig:
+    return config.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, warmup_steps=2,
                            lr_schedule="cosine", plateau_factor=0.5)
 
 
@@ -32,15 +32,15 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[torch.Tensor]:
 
 def _interrupted(run_dir: Path) -> Path:
     _run(run_dir, _cfg(), stop_after=10)  # checkpoints 4 and 8, killed at step 10
-    assert [s for s, _ in loop.checkpoint_dirs(run_dir)] == [4, 8]
+    assert [s for s, _ in checkpoints.checkpoint_dirs(run_dir)] == [4, 8]
     return run_dir
 
 
 def test_checkpoint_hashes_every_file_and_holds_no_pickled_objects(tmp_path: Path) -> None:
     run = _interrupted(tmp_path / "r")
     ck = run / "checkpoint-8"
-    files = json.loads((ck / loop.TRAINER_STATE).read_text())["files"]
-    on_disk = sorted(p.relative_to(ck).as_posix() for p in ck.rglob("*") if p.is_file() and p.name != loop.TRAINER_STATE)
+    files = json.loads((ck / checkpoints.TRAINER_STATE).read_text())["files"]
+    on_disk = sorted(p.relative_to(ck).as_posix() for p in ck.rglob("*") if p.is_file() and p.name != checkpoints.TRAINER_STATE)
     assert sorted(files) == on_disk and {"state/optimizer.bin", "state/schedulers.pt"} <= set(files)
     assert all(checkpoints.sha256_file(ck / rel) == digest for rel, digest in files.items())
     # Accelerate's custom-object files are loaded with weights_only=False: none are written.
@@ -58,7 +58,7 @@ DAMAGE = {
     "weights-truncated": lambda ck: (ck / "state" / "weights.safetensors").write_bytes(
         (ck / "state" / "weights.safetensors").read_bytes()[:100]),
     "scheduler-missing": lambda ck: (ck / "state" / "schedulers.pt").unlink(),
-    "trainer-state-torn": lambda ck: (ck / loop.TRAINER_STATE).write_text('{"global_step": 8, "pha'),
+    "trainer-state-torn": lambda ck: (ck / checkpoints.TRAINER_STATE).write_text('{"global_step": 8, "pha'),
 }
 
 
@@ -67,7 +67,7 @@ def test_damaged_newest_checkpoint_falls_back(tmp_path: Path, reference: list[to
     run = _interrupted(tmp_path / "r")
     DAMAGE[damage](run / "checkpoint-8")
     with pytest.warns(MedM2GWarning, match="checkpoint-8") as rec:
-        ckpt, meta = loop.prepare_resume(run)
+        ckpt, meta = checkpoints.prepare_resume(run)
     assert len([w for w in rec if issubclass(w.category, MedM2GWarning)]) == 1
     assert ckpt == run / "checkpoint-4" and meta is not None and meta["global_step"] == 4
     with pytest.warns(MedM2GWarning):
@@ -82,7 +82,7 @@ def test_no_intact_checkpoint_is_refused(tmp_path: Path) -> None:
     for ck in ("checkpoint-4", "checkpoint-8"):
         _flip(run / ck / "state" / "optimizer.bin")
     with pytest.warns(MedM2GWarning), pytest.raises(ConfigError, match="no intact checkpoint"):
-        loop.prepare_resume(run)
+        checkpoints.prepare_resume(run)
 
 
 class _Payload:
@@ -97,9 +97,9 @@ class _Payload:
 
 def _rehash(ck: Path) -> None:
     """Rewrite the recorded hashes, as someone who tampers with a checkpoint would."""
-    meta = json.loads((ck / loop.TRAINER_STATE).read_text())
-    meta["files"] = checkpoints.file_hashes(ck, loop.TRAINER_STATE)
-    (ck / loop.TRAINER_STATE).write_text(json.dumps(meta))
+    meta = json.loads((ck / checkpoints.TRAINER_STATE).read_text())
+    meta["files"] = checkpoints.file_hashes(ck, checkpoints.TRAINER_STATE)
+    (ck / checkpoints.TRAINER_STATE).write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("target", ["state/custom_checkpoint_0.pkl", "state/schedulers.pt", "state/optimizer.bin"])
@@ -132,7 +132,7 @@ def test_pretrain_resume_skips_a_damaged_checkpoint_with_one_warning_line(tmp_pa
     repo = Path(__file__).resolve().parents[2]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=repo, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert [s for s, _ in loop.checkpoint_dirs(run)] == [1, 2]
+    assert [s for s, _ in checkpoints.checkpoint_dirs(run)] == [1, 2]
     # As if killed after checkpoint-2 was written but with its optimizer state damaged on disk.
     shutil.rmtree(run / "model")
     (run / "summary.json").unlink()

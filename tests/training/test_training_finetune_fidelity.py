@@ -21,7 +21,7 @@ from medm2g_cli import modalities
 from medm2g_cli.engine import MedM2G
 from medm2g_cli.errors import ConfigError
 from medm2g_cli.metrics import specs
-from medm2g_cli.training import runner, stages
+from medm2g_cli.training import config, runner, stages, tasks
 
 torch.set_num_threads(1)
 
@@ -78,8 +78,8 @@ def model() -> MedM2G:
 def test_first_step_trains_the_evaluated_conditioning(dataset: str, task: str, model: MedM2G, tmp_path: Path) -> None:
     text = any("text" in s.needed for s in specs.specs_for(dataset, task))
     folder = make_folder(tmp_path / dataset, dataset, KEYS[dataset], text)
-    req = runner.finetune_request(task, None, [folder], tmp_path / "run")
-    assert req.stages == ["diffusion"]
+    req = config.build_config(task=task, data=[folder], run_dir=tmp_path / "run")
+    assert req.stages == ("diffusion",)
     job = stages.build_stage("diffusion", model, runner.precheck(req)[0], req.options, steps=1)
     batch = job.collate([job.dataset[i] for i in range(min(len(job.dataset), 6))])
     model.zero_grad(set_to_none=True)
@@ -109,7 +109,7 @@ def test_report_length_follows_the_dataset() -> None:
     from medm2g_cli.metrics.evaluate_model import report_length
 
     assert (report_length("iu-xray"), report_length("mimic-cxr")) == (45, 50)
-    assert runner.finetune_request("report", None, [], None, dataset_name="iu-xray").options.max_report_length == 45
+    assert config.build_config(task="report", dataset_name="iu-xray").options.max_report_length == 45
 
 
 def test_brats_flair_is_evaluated_and_trained(tmp_path: Path) -> None:
@@ -117,8 +117,8 @@ def test_brats_flair_is_evaluated_and_trained(tmp_path: Path) -> None:
     assert specs.get_spec("brats2020", "mri").target == "t1ce"
     with pytest.raises(ConfigError, match="no evaluation with target 'pd'"):
         specs.get_spec("brats2020", "mri-synthesis", "pd")
-    req = runner.finetune_request("mri-synthesis", None, [make_folder(tmp_path / "b", "brats2020", KEYS["brats2020"], False)],
-                                  tmp_path / "run")
+    req = config.build_config(task="mri-synthesis", data=[make_folder(tmp_path / "b", "brats2020", KEYS["brats2020"], False)],
+                              run_dir=tmp_path / "run")
     assert set(req.options.pairs) == {"t1ce<flair+t1+t2", "flair<t1+t1ce+t2"}
 
 
@@ -128,11 +128,11 @@ def test_c3_schedule_is_recorded_not_applied_unless_the_config_asks(tmp_path: Pa
     fine-tuned model's config and its training noise."""
     MedM2G.from_preset("tiny", modalities=("mri",)).save_pretrained(tmp_path / "init")
     folder = make_folder(tmp_path / "ixi", "ixi", KEYS["ixi"], False)
-    req = runner.finetune_request("mri-synthesis", tmp_path / "init", [folder], tmp_path / "keep")
-    assert req.model_overrides == {} and runner.tasks_mod.get_task("mri-synthesis").beta_end == 0.02
+    req = config.build_config(task="mri-synthesis", init=tmp_path / "init", data=[folder], run_dir=tmp_path / "keep")
+    assert req.model_overrides == {} and tasks.get_task("mri-synthesis").beta_end == 0.02
     c3 = {"model": {"scheduler": {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}}}
-    req = runner.apply_config(runner.finetune_request("mri-synthesis", tmp_path / "init", [folder], tmp_path / "run",
-                                                      steps=1, batch_size=2), c3, set())
+    req = config.build_config(c3, task="mri-synthesis", init=tmp_path / "init", data=[folder], run_dir=tmp_path / "run",
+                              train={"steps": 1, "batch_size": 2})
     runner.run(req, stop_after=1)
     saved = json.loads((tmp_path / "run" / "model" / "medm2g.json").read_text())["config"]["scheduler"]
     assert (saved["beta_start"], saved["beta_end"], saved["beta_schedule"]) == (1e-4, 0.02, "linear")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from medm2g_cli.training import loop
+from medm2g_cli.training import checkpoints, config, loop, run_folder
 
 torch.set_num_threads(1)
 
@@ -51,13 +51,13 @@ class ToyJob:
         save_model(self.module, str(path / "model.safetensors"))
 
 
-def _run(run_dir: Path, cfg: loop.LoopConfig, stop_after=None, resume=False):
+def _run(run_dir: Path, cfg: config.LoopConfig, stop_after=None, resume=False):
     run_dir.mkdir(exist_ok=True)
     job = ToyJob()
     acc = loop.make_accelerator(cfg, cpu=True)
     ckpt = None
     if resume:
-        ckpt, _ = loop.prepare_resume(run_dir)
+        ckpt, _ = checkpoints.prepare_resume(run_dir)
     res = loop.run_phase(job, cfg, acc, run_dir, resume_from=ckpt, stop_after=stop_after)
     return job, res
 
@@ -75,35 +75,35 @@ def test_sampler_covers_each_epoch_once_across_ranks():
 
 
 def test_loss_falls_and_log_written(tmp_path):
-    cfg = loop.LoopConfig(steps=60, batch_size=8, lr=3e-2, seed=0)
+    cfg = config.LoopConfig(steps=60, batch_size=8, lr=3e-2, seed=0)
     _, res = _run(tmp_path, cfg)
     assert res.final["loss"] < 0.5 * res.first["loss"]
-    lines = [json.loads(x) for x in (tmp_path / loop.METRICS_FILE).read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / run_folder.METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(1, 61))
     assert {"loss", "loss/mse", "lr", "samples_per_s"} <= set(lines[0])
 
 
 @pytest.mark.parametrize("ema,accum,schedule", [(False, 1, "constant"), (True, 2, "cosine")])
 def test_resume_is_exact(tmp_path, ema, accum, schedule):
-    cfg = loop.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, ema=ema, grad_accum=accum,
+    cfg = config.LoopConfig(steps=12, batch_size=4, lr=1e-2, seed=5, checkpoint_every=4, ema=ema, grad_accum=accum,
                           warmup_steps=2, lr_schedule=schedule)
     full, _ = _run(tmp_path / "a", cfg)
     # Interrupted after 6 steps: the last complete checkpoint is step 4.
     _run(tmp_path / "b", cfg, stop_after=6)
-    assert [s for s, _ in loop.checkpoint_dirs(tmp_path / "b")] == [4]
+    assert [s for s, _ in checkpoints.checkpoint_dirs(tmp_path / "b")] == [4]
     assert (tmp_path / "b" / "checkpoint-4" / "model" / "model.safetensors").exists()
     resumed, res = _run(tmp_path / "b", cfg, resume=True)
     assert res.start_step == 4
     for p, q in zip(full.module.parameters(), resumed.module.parameters(), strict=True):
         assert torch.equal(p, q)
-    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / loop.METRICS_FILE).read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / run_folder.METRICS_FILE).read_text().splitlines()]
     assert steps == list(range(1, 13))
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero(tmp_path):
-    cfg = loop.LoopConfig(steps=10, batch_size=4, lr=1e-2, warmup_steps=2, lr_schedule="cosine")
+    cfg = config.LoopConfig(steps=10, batch_size=4, lr=1e-2, warmup_steps=2, lr_schedule="cosine")
     _run(tmp_path, cfg)
-    lrs = [json.loads(x)["lr"] for x in (tmp_path / loop.METRICS_FILE).read_text().splitlines()]
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / run_folder.METRICS_FILE).read_text().splitlines()]
     # lr logged after each step's scheduler update: step k trains at lambda(k-1), logs lambda(k)
     assert lrs[0] == pytest.approx(1e-2)  # warmup over 2 steps: 0.5, 1.0
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
@@ -115,8 +115,8 @@ def test_bad_settings_refused():
     from medm2g_cli.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        loop.LoopConfig(steps=0).validate()
+        config.LoopConfig(steps=0).validate()
     with pytest.raises(ConfigError):
-        loop.LoopConfig(mixed_precision="fp8").validate()
+        config.LoopConfig(mixed_precision="fp8").validate()
     with pytest.raises(ConfigError):
-        loop.LoopConfig(lr_schedule="linear-ish").validate()
+        config.LoopConfig(lr_schedule="linear-ish").validate()

@@ -8,7 +8,7 @@ from prepared_fixture import make_prepared
 
 from medm2g_cli.engine import MedM2G
 from medm2g_cli.errors import ConfigError
-from medm2g_cli.training import datasets, stages
+from medm2g_cli.training import config, datasets, stages
 
 torch.set_num_threads(1)
 
@@ -28,7 +28,7 @@ def test_parse_pair_and_refusals():
 
 def test_multi_source_part_feeds_both_sources_and_trains_the_target_unet(data):
     model = MedM2G.from_preset("tiny", conditioning="concat")
-    opts = stages.StageOptions(pairs=("t2<t1+ct", "xray<text"))
+    opts = config.StageOptions(pairs=("t2<t1+ct", "xray<text"))
     job = stages.build_stage("diffusion", model, data, opts, steps=1)
     assert set(job.dataset.parts) == {"t2<t1+ct", "xray<text"}
     item = job.dataset.parts["t2<t1+ct"][0]
@@ -46,7 +46,7 @@ def test_multi_source_part_feeds_both_sources_and_trains_the_target_unet(data):
 def test_sources_matter_to_the_loss(data):
     """The same noise and timesteps with the sources swapped for zeros give another loss."""
     model = MedM2G.from_preset("tiny", conditioning="concat")
-    job = stages.build_stage("diffusion", model, data, stages.StageOptions(pairs=("t2<t1+ct",), cond_drop_prob=0.0), steps=1)
+    job = stages.build_stage("diffusion", model, data, config.StageOptions(pairs=("t2<t1+ct",), cond_drop_prob=0.0), steps=1)
     batch = job.collate([job.dataset[i] for i in range(4)])
     with torch.no_grad():
         torch.manual_seed(0)

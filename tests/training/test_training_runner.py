@@ -18,7 +18,7 @@ from prepared_fixture import make_prepared
 from safetensors.torch import load_file
 
 from medm2g_cli.errors import ConfigError, DataError, OutputExistsError
-from medm2g_cli.training import loop, runner, stages
+from medm2g_cli.training import checkpoints, config, model_setup, run_folder, runner
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -32,18 +32,18 @@ def data(tmp_path_factory) -> Path:
 
 
 def _req(data, run_dir, **kw):
-    cfg = loop.LoopConfig(steps=kw.pop("steps", 4), batch_size=4, lr=1e-3, checkpoint_every=kw.pop("checkpoint_every", 2))
-    return runner.RunRequest(run_dir=run_dir, data=[data], loop=cfg, preset="tiny", **kw)
+    cfg = config.LoopConfig(steps=kw.pop("steps", 4), batch_size=4, lr=1e-3, checkpoint_every=kw.pop("checkpoint_every", 2))
+    return config.TrainConfig(run_dir=run_dir, data=[data], loop=cfg, preset="tiny", **kw)
 
 
 def test_run_folder_layout_and_config(data, tmp_path):
     run = tmp_path / "run"
-    summary = runner.run(_req(data, run, stages=stages.parse_stages("alignment,multiflow"), flows=["text-xray", "ct-mri"]))
+    summary = runner.run(_req(data, run, stages=config.parse_stages("alignment,multiflow"), flows=["text-xray", "ct-mri"]))
     assert (run / "model" / "model_index.json").is_file() and (run / "model" / "medm2g.json").is_file()
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
     ck = run / "checkpoint-6"
     assert (ck / "model" / "medm2g.json").is_file() and (ck / "state" / "optimizer.bin").is_file()
-    assert json.loads((ck / loop.TRAINER_STATE).read_text())["data_position"] == {"step": 2}
+    assert json.loads((ck / checkpoints.TRAINER_STATE).read_text())["data_position"] == {"step": 2}
     cfg = json.loads((run / "config.json").read_text())
     align = cfg["stages"][0]
     assert set(align["trainable"]) == {"image_encoder_xray", "image_encoder_ct", "image_encoder_mri"}
@@ -52,7 +52,7 @@ def test_run_folder_layout_and_config(data, tmp_path):
     rows = cfg["flow_added_parameters"]
     assert [r["flow"] for r in rows] == ["text-xray", "ct-mri"] and all(r["added_parameters"] > 0 for r in rows)
     assert rows[-1]["cumulative_parameters"] == sum(r["added_parameters"] for r in rows)
-    log = [json.loads(x) for x in (run / loop.METRICS_FILE).read_text().splitlines()]
+    log = [json.loads(x) for x in (run / run_folder.METRICS_FILE).read_text().splitlines()]
     assert [r["global_step"] for r in log] == list(range(1, 9))
     assert {"loss/ca_xray", "loss/vi_xray", "lr", "samples_per_s"} <= set(log[0])
     assert summary.phases[1]["name"] == "multiflow"
@@ -130,7 +130,7 @@ def test_sigkill_then_resume_gives_identical_weights(data, tmp_path):
     a, b = _weights(tmp_path / "ref" / "model"), _weights(tmp_path / "killed" / "model")
     assert a.keys() == b.keys() and len(a) > 100
     assert all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(x)["global_step"] for x in (tmp_path / "killed" / loop.METRICS_FILE).read_text().splitlines()]
+    steps = [json.loads(x)["global_step"] for x in (tmp_path / "killed" / run_folder.METRICS_FILE).read_text().splitlines()]
     assert steps == list(range(1, 11))
 
 
@@ -168,11 +168,11 @@ def test_two_process_run_has_the_same_layout(data, tmp_path):
 
 
 def test_finetune_task_preset_plateau_and_overrides(data, tmp_path):
-    req = runner.finetune_request("image-generation", tmp_path / "init", [data], tmp_path / "ft", steps=6,
-                                  batch_size=None, lr=None, seed=0)
+    req = config.build_config(task="image-generation", init=tmp_path / "init", data=[data], run_dir=tmp_path / "ft",
+                              train={"steps": 6, "batch_size": None, "lr": None, "seed": 0})
     assert (req.loop.batch_size, req.loop.lr, req.loop.plateau_factor, req.loop.adam_betas) == (16, 1e-3, 0.1, (0.9, 0.999))
     # the parts eval scores a folder with reports and all three images on (chestxray14, acdc, sliver07)
-    assert req.stages == ["diffusion"] and set(req.options.pairs) == {"xray<text", "mri<text", "ct<text"}
+    assert req.stages == ("diffusion",) and set(req.options.pairs) == {"xray<text", "mri<text", "ct<text"}
     from medm2g_cli.engine import MedM2G
 
     MedM2G.from_preset("tiny").save_pretrained(tmp_path / "init")
@@ -180,11 +180,12 @@ def test_finetune_task_preset_plateau_and_overrides(data, tmp_path):
     cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert cfg["kind"] == "finetune" and cfg["task"] == "image-generation" and cfg["model"]["preset"] == "tiny"
     assert {"unet_xray", "unet_ct", "unet_mri"} <= set(cfg["stages"][0]["trainable"])
-    log = [json.loads(x) for x in (tmp_path / "ft" / loop.METRICS_FILE).read_text().splitlines()]
+    log = [json.loads(x) for x in (tmp_path / "ft" / run_folder.METRICS_FILE).read_text().splitlines()]
     # An epoch is one pass over the largest part (40 samples x 2 MRI contrasts = 80 entries) at 16
     # per step: it ends at step 5, where the plateau scheduler sees the validation loss.
     assert [r["step"] for r in log if "val_loss" in r] == [5]
-    over = runner.finetune_request("report-generation", tmp_path / "x", [data], tmp_path / "ft2", lr=5e-5, batch_size=2)
+    over = config.build_config(task="report-generation", init=tmp_path / "x", data=[data], run_dir=tmp_path / "ft2",
+                               train={"lr": 5e-5, "batch_size": 2})
     # an unnamed folder of X-rays + reports is evaluated (and so fine-tuned) as MIMIC-CXR: 50 tokens (C.1)
     assert (over.loop.lr, over.loop.batch_size, over.options.max_report_length) == (5e-5, 2, 50)
 
@@ -195,12 +196,12 @@ def test_init_overrides_may_switch_a_branch_to_v_prediction():
     from medm2g_cli.engine import MedM2G
 
     model = MedM2G.from_preset("tiny", modalities=("text", "xray"))
-    runner._apply_init_overrides(model, {"image": {"image_size": 32}, "scheduler": {"v_prediction": ["xray"]}})
+    model_setup.apply_init_overrides(model, {"image": {"image_size": 32}, "scheduler": {"v_prediction": ["xray"]}})
     assert model.config.scheduler.v_prediction == ("xray",) and model.predicts_v("xray")
     with pytest.raises(ConfigError, match="no branch 'ct'"):
-        runner._apply_init_overrides(model, {"scheduler": {"v_prediction": ["ct"]}})
+        model_setup.apply_init_overrides(model, {"scheduler": {"v_prediction": ["ct"]}})
     with pytest.raises(ConfigError, match="num_train_timesteps = 1000 but the config asks for 500"):
-        runner._apply_init_overrides(model, {"scheduler": {"num_train_timesteps": 500}})
+        model_setup.apply_init_overrides(model, {"scheduler": {"num_train_timesteps": 500}})
     # the noise schedule may change (supplement C.3), and the training noise follows it
-    runner._apply_init_overrides(model, {"scheduler": {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}})
+    model_setup.apply_init_overrides(model, {"scheduler": {"beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}})
     assert float(model.train_scheduler.betas[-1]) == pytest.approx(0.02)

@@ -9,7 +9,7 @@ import torch
 from prepared_fixture import make_prepared
 
 from medm2g_cli.engine import MedM2G
-from medm2g_cli.training import datasets, flows, loop, stages
+from medm2g_cli.training import config, datasets, flows, interfaces, loop, stages
 
 torch.set_num_threads(1)
 
@@ -20,10 +20,10 @@ def data(tmp_path_factory) -> datasets.TrainingData:
 
 
 def _train(job, tmp_path: Path, steps: int, lr: float, bs: int = 8) -> list[dict[str, float]]:
-    cfg = loop.LoopConfig(steps=steps, batch_size=bs, lr=lr, seed=1)
+    cfg = config.LoopConfig(steps=steps, batch_size=bs, lr=lr, seed=1)
     records: list[dict[str, float]] = []
 
-    class Keep(loop.NullReporter):
+    class Keep(interfaces.NullReporter):
         def update(self, record):
             records.append(record)
 
@@ -54,7 +54,7 @@ def _fixed_batch_loss(job, batch) -> float:
 def test_each_stage_loss_falls(stage, steps, lr, ratio, data, tmp_path):
     model = MedM2G.from_preset("tiny")
     fl = flows.parse_flows("text-xray,ct-mri")
-    job = stages.build_stage(stage, model, data, stages.StageOptions(), flows=fl, schedule="interleaved", steps=steps)
+    job = stages.build_stage(stage, model, data, config.StageOptions(), flows=fl, schedule="interleaved", steps=steps)
     batch = job.collate([job.dataset[i] for i in range(16)])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     first = _fixed_batch_loss(job, batch)
@@ -86,7 +86,7 @@ def test_alignment_retrieval_beats_chance(data, tmp_path):
 
     chance = 1 / 32
     before = top1()
-    job = stages.build_stage("alignment", model, data, stages.StageOptions())
+    job = stages.build_stage("alignment", model, data, config.StageOptions())
     _train(job, tmp_path, 100, 1e-3, bs=16)
     after = top1()
     print(f"paired-text retrieval top-1 among 32: {before:.3f} -> {after:.3f} (chance {chance:.3f})")
@@ -96,7 +96,7 @@ def test_alignment_retrieval_beats_chance(data, tmp_path):
 def test_chain_schedule_freezes_earlier_sides(data):
     model = MedM2G.from_preset("tiny")
     fl = flows.parse_flows("text-xray,text-ct")
-    job = stages.build_stage("multiflow", model, data, stages.StageOptions(), flows=fl, schedule="chain", steps=4)
+    job = stages.build_stage("multiflow", model, data, config.StageOptions(), flows=fl, schedule="chain", steps=4)
     job.before_step(2)  # second block: text-ct, text already trained by text-xray
     assert job._frozen_now == {"text"}
     batch = job.collate([job.dataset[i] for i in range(4)])
@@ -117,4 +117,4 @@ def test_missing_modality_is_refused_before_training(tmp_path):
     xray_only = datasets.TrainingData([make_prepared(tmp_path / "x", n=16, kinds=("xray",))])
     model = MedM2G.from_preset("tiny")
     with pytest.raises(DataError, match="ct"):
-        stages.build_stage("diffusion", model, xray_only, stages.StageOptions(targets=("ct",)))
+        stages.build_stage("diffusion", model, xray_only, config.StageOptions(targets=("ct",)))

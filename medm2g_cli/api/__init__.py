@@ -24,11 +24,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import __version__, modalities
-from .errors import ConfigError, InputError, MedM2GError, OutputError
-from .inference.batch import case_output, case_paths, check_case_outputs, list_cases, shard
-from .inference.provenance import run_report, sibling, split_name, write_json
-from .inference.runtime import (
+from .. import __version__, modalities
+from ..errors import ConfigError, InputError, MedM2GError, OutputError
+from ..inference.batch import case_output, case_paths, check_case_outputs, list_cases, shard
+from ..inference.provenance import run_report, sibling, split_name, write_json
+from ..inference.runtime import (
     InferenceSettings,
     Log,
     auto_batch_size,
@@ -39,11 +39,11 @@ from .inference.runtime import (
     select_device,
     weights_hash,
 )
-from .inference.sampling import model_sampling
-from .io.atomic import atomic_dir, check_output
-from .io.formats import VOLUME_FORMATS
-from .io.outputs import check_separate, write_marker
-from .io.volume import Volume
+from ..inference.sampling import model_sampling
+from ..io.atomic import atomic_dir, check_output
+from ..io.formats import VOLUME_FORMATS
+from ..io.outputs import check_separate, write_marker
+from ..io.volume import Volume
 
 Progress = Callable[[int, int], None]
 
@@ -125,7 +125,7 @@ class Session:
 
 
 def _read(path: Path, modality: str | None = None, series: str | None = None) -> Volume:
-    from .io import read_volume
+    from ..io import read_volume
 
     return read_volume(path, modality=modality, series=series)
 
@@ -165,8 +165,8 @@ def translate_volume(vol: Volume, direction: str, model: Any, *, settings: Infer
                      progress: Progress | None = None) -> Any:
     """Translate one in-memory volume with a loaded model; returns a ``TranslationResult``
     (``.mean`` and ``.std`` on the input grid, physical units)."""
-    from .inference.modality_check import check_modality
-    from .inference.pipeline import Source, translate_sources
+    from ..inference.modality_check import check_modality
+    from ..inference.pipeline import Source, translate_sources
 
     settings = settings or InferenceSettings()
     src, tgt = parse_direction(direction)
@@ -225,9 +225,9 @@ def translate_path(
     output exists; ``num_parts``/``part_id`` process one shard. Returns the run report, which is
     also written next to the outputs.
     """
-    from .inference import applicability as guard
-    from .inference.modality_check import check_modality
-    from .io.orientation import AXES
+    from ..inference import applicability as guard
+    from ..inference.modality_check import check_modality
+    from ..io.orientation import AXES
 
     inp, out = Path(inp), Path(out)
     src, tgt = parse_direction(direction)
@@ -327,8 +327,8 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
                    overwrite: bool, progress: Progress | None, anonymize: bool = False,
                    guard: Any = None) -> dict[str, Any]:
     """Run the pipeline on one case and write its outputs; returns a report entry."""
-    from .inference.applicability import finish
-    from .inference.pipeline import Source, translate_sources
+    from ..inference.applicability import finish
+    from ..inference.pipeline import Source, translate_sources
 
     vols: list[Volume] = list(vol) if isinstance(vol, (list, tuple)) else [cast(Volume, vol)]  # one volume
     model = sess.load()
@@ -336,8 +336,8 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]
     res = translate_sources(model, sources, target, sample=sess.sample_config(), samples=samples,
                             batch_size=bs, axis=axis, autocast=sess.autocast(), progress=progress, log=sess.log)
-    from .inference.volio import write_std_map, write_volume
-    from .io.dicom_write import case_context
+    from ..inference.volio import write_std_map, write_volume
+    from ..io.dicom_write import case_context
 
     f, desc, t = output_format(out, fmt), _provenance(target, names, sess), time.perf_counter()
     meta = case_context(vols[0].meta)  # the mean and the std map share one study and frame of reference
@@ -348,7 +348,7 @@ def _translate_one(sess: Session, vol: Volume | Sequence[Volume], names: Sequenc
                                    description=desc.replace("SYNTHETIC", "SYNTHETIC UNCERTAINTY (std)", 1),
                                    anonymize=anonymize, weights=sess.weights))
     if preview:
-        from .report.preview import translation_preview
+        from ..report.preview import translation_preview
 
         files.append(translation_preview(vols, res.mean, res.std, sibling(out, "preview", ".png"), overwrite))
     res.timings["write_s"] = round(time.perf_counter() - t, 4)
@@ -407,7 +407,7 @@ def synthesize(
     Inputs on another grid than the first are registered to it (rigid, Mattes MI) when
     ``register`` is true and refused otherwise. Weights default to equal shares.
     """
-    from .inference.modality_check import check_modality
+    from ..inference.modality_check import check_modality
 
     if not inputs:
         raise ConfigError("no --input given", "e.g. --input t1=A.nii.gz --input t2=B.nii.gz")
@@ -444,13 +444,13 @@ def synthesize(
             raise InputError(f"input {names[i]} ('{inputs[i][1].name}') is not on the grid of {names[0]} "
                              f"(shape {v.shape} vs {ref.shape})",
                              "pass --register to register it to the first input, or resample it first")
-        from .inference.volio import register_to
+        from ..inference.volio import register_to
 
         resampled, metric = register_to(ref, v)
         vols[i] = ref.with_array(np.asarray(resampled.array, dtype=np.float32), modality=v.modality)
         registration.append({"input": names[i], "metric": metric})
         log(f"registered {names[i]} to {names[0]} (metric {metric:.4f})")
-    from .inference import applicability as guard
+    from ..inference import applicability as guard
 
     checked = guard.screen(list(zip(names, vols, strict=True)), "the inputs", axis=axis, strict=strict, log=log,
                            image_size=guard.model_image_size(sess.meta))
@@ -507,9 +507,9 @@ def generate_images(
     ``.dcm`` Secondary Capture marked synthetic, ``contact_sheet.png`` and ``generate.json``
     (prompt, settings, files, intensity mapping), plus the run report.
     """
-    from .inference.dicom_out import sc_run
-    from .inference.images import check_image_options, write_generated
-    from .report.preview import contact_sheet, to_uint8
+    from ..inference.dicom_out import sc_run
+    from ..inference.images import check_image_options, write_generated
+    from ..report.preview import contact_sheet, to_uint8
 
     mod, contrast = modalities.split_target(target)
     if mod not in modalities.IMAGE_MODALITIES:
@@ -528,7 +528,7 @@ def generate_images(
     truncated = n_tok > limit
     if truncated:
         log(f"warning: the prompt has {n_tok} tokens; only the first {limit} are used")
-    from .engine import Condition
+    from ..engine import Condition
 
     t = time.perf_counter()
     with sess.autocast():
@@ -560,7 +560,7 @@ def generate_images(
 
 
 def _sha(p: Path) -> str:
-    from .inference.provenance import sha256_path
+    from ..inference.provenance import sha256_path
 
     return sha256_path(p)
 
@@ -582,10 +582,10 @@ def report_images(
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
     ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON (one
     image and ``.dcm``: a DICOM SR) there and the run report beside it (``<out>_run.json``)."""
-    from .engine import Condition
-    from .inference.dicom_out import check_report_output, write_reports
-    from .inference.images import xray_to_model
-    from .inference.provenance import sha256_path
+    from ..engine import Condition
+    from ..inference.dicom_out import check_report_output, write_reports
+    from ..inference.images import xray_to_model
+    from ..inference.provenance import sha256_path
 
     if decoding not in ("greedy", "beam"):
         raise ConfigError(f"unknown decoding '{decoding}'", "use greedy or beam")
@@ -596,7 +596,7 @@ def report_images(
     sess = Session.open(settings, ["xray", "text"], log)
     if out is not None:
         check_report_output(out, overwrite, len(paths), inputs=paths)
-    from .inference.applicability import guard_xray, model_image_size
+    from ..inference.applicability import guard_xray, model_image_size
 
     images, metas, checked = [], [], []
     for p in paths:
@@ -630,4 +630,5 @@ def _resize(x: Any, size: int) -> Any:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-from .inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)
+from ..inference.joint import generate_image_report as generate_image_report  # noqa: E402  (re-export)
+from .training import RunSummary, TrainConfig  # noqa: E402,F401  (re-export: medm2g_cli.api.training)
