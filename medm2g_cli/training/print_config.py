@@ -112,6 +112,7 @@ def resolved_config(req: Any) -> dict[str, Any]:
     from ..engine import MedM2G
     from . import runner
     from . import stages as stages_mod
+    from .trainable import trainable_parameters
 
     req.loop.validate()
     req.stages = stages_mod.parse_stages(req.stages)
@@ -135,7 +136,7 @@ def resolved_config(req: Any) -> dict[str, Any]:
             mods = trained_branches(req, cfg) if stage in ("diffusion", "multiflow") else list(cfg.modalities)
             if stage == "multiflow":
                 mods = sorted({m for f in flows for m in f.modalities})
-            got = model.trainable_parameters(stage, mods)
+            got = trainable_parameters(model, stage, mods)
             jobs.append(_MetaJob(stage, {k: list(v) for k, v in got.items()}))
         flows_report = []
     sched = dataclasses.asdict(cfg.scheduler)
