@@ -266,8 +266,10 @@ class _DiffusionJob:
         self.model = model
         self.dataset = torch.utils.data.TensorDataset(latents, prompts)
         self.val_dataset = None
-        self._params = model.trainable_parameters("diffusion", ["ct"])["unet_ct"] + \
-            model.trainable_parameters("diffusion", ["ct"])["conditioner_ct"]
+        from medm2g_cli.training.trainable import trainable_parameters
+
+        params = trainable_parameters(model, "diffusion", ["ct"])
+        self._params = params["unet_ct"] + params["conditioner_ct"]
 
     def trainable_parameters(self) -> list[Any]:
         return self._params
@@ -280,7 +282,9 @@ class _DiffusionJob:
     def compute(self, batch: Any, step: int) -> dict[str, Any]:
         dev = self.model.device
         z0, cond = batch
-        return {"loss": self.model.diffusion_loss("ct", z0.to(dev), cond.to(dev), cond_drop_prob=0.1)}
+        from medm2g_cli.training.objectives import diffusion_loss
+
+        return {"loss": diffusion_loss(self.model, "ct", z0.to(dev), cond.to(dev), cond_drop_prob=0.1)}
 
     def before_step(self, step: int) -> None:
         return None

@@ -183,6 +183,18 @@ class ModelConfig:
         """Whether the text branch is present."""
         return "text" in self.modalities
 
+    def component_names(self) -> list[str]:
+        """Folder names of every component a model with this config has, in a stable order."""
+        names: list[str] = []
+        for m in self.image_modalities:
+            names += [f"vae_{m}", f"unet_{m}", f"image_encoder_{m}"]
+        if self.has_text:
+            names += ["text_vae", "unet_text"]
+        names.append("text_encoder")
+        for m in self.modalities:
+            names += [f"context_encoder_{m}", f"conditioner_{m}"]
+        return names
+
     def validate(self) -> ModelConfig:
         """Check the configuration; raise :class:`ConfigError` naming the bad field."""
         for m in self.modalities:

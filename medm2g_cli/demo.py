@@ -380,7 +380,7 @@ def _generate(tmp: Path, inf: Any, s: DemoSettings, step: Step) -> dict[str, Any
             if x.shape[-1] != model.image_size:
                 x = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear",
                                                     antialias=True, align_corners=False)
-            img = model.embed_image(x, "xray").float()
+            img = model.embed_image("xray", x).float()
             guess = (img @ text.T).argmax(dim=1).tolist()
             for g in guess:
                 confusion[c][CHEST_CLASSES[g]] += 1

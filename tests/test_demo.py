@@ -83,7 +83,7 @@ def test_autoencoder_roundtrip_keeps_the_grid_and_goes_through_the_decoder():
     rt = autoencoder_roundtrip(model, ct, "ct", batch=2)
     assert rt.shape == ct.shape and np.isfinite(rt).all()
     # a decoder that outputs 0 (the middle of the CT window [-1024, 2048]) everywhere: the floor is 512 HU
-    conv = model._vae("ct").decoder.conv_out
+    conv = model.vae("ct").decoder.conv_out
     with torch.no_grad():
         conv.weight.zero_()
         conv.bias.zero_()

@@ -528,14 +528,14 @@ def generate_images(
     truncated = n_tok > limit
     if truncated:
         log(f"warning: the prompt has {n_tok} tokens; only the first {limit} are used")
-    from ..engine import Condition
+    from ..engine import Condition, generate
 
     t = time.perf_counter()
     with sess.autocast():
-        imgs = model.generate(target, [Condition("text", [text])], num_samples=num, sample=sess.sample_config(),
-                              height=size, width=size, batch_size=sess.batch_size(1))
+        imgs = generate(model, target, [Condition("text", [text])], num_samples=num, sample=sess.sample_config(),
+                        height=size, width=size, batch_size=sess.batch_size(1))
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
-    arr = imgs.float().cpu().numpy()[:, 0]
+    arr = imgs.float().cpu().numpy()[:, 0]  # type: ignore[union-attr]  # images for an image target
     files: list[str] = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
@@ -582,7 +582,7 @@ def report_images(
     """Generate the report text of each chest X-ray (PNG, JPEG or DICOM). Returns
     ``[{"image", "report", "sha256"}]`` in input order; with ``out``, also writes them as JSON (one
     image and ``.dcm``: a DICOM SR) there and the run report beside it (``<out>_run.json``)."""
-    from ..engine import Condition
+    from ..engine import Condition, generate
     from ..inference.dicom_out import check_report_output, write_reports
     from ..inference.images import xray_to_model
     from ..inference.provenance import sha256_path
@@ -611,8 +611,8 @@ def report_images(
     for p, img, ok in zip(paths, images, checked, strict=True):
         x = img if img.shape[-1] == model.image_size else _resize(img, model.image_size)
         with sess.autocast():
-            text = model.generate("text", [Condition("xray", x.to(model.device))], sample=sess.sample_config(),
-                                  text_method=decoding, num_beams=num_beams)
+            text = generate(model, "text", [Condition("xray", x.to(model.device))], sample=sess.sample_config(),
+                            text_method=decoding, num_beams=num_beams)
         results.append({"image": str(p), "report": text[0], "sha256": sha256_path(Path(p)), "applicability": ok})
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
     if out is not None:  # JSON, or a DICOM Comprehensive SR in the X-ray's study

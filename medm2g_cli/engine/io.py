@@ -169,7 +169,6 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
         GPT2LMHeadModel,
     )
 
-    from .model import component_names
     from .text_vae import LatentHeads, TextVAE
     from .tokenizers import load_tokenizer
     from .transfer import VersatileTextUNet
@@ -182,7 +181,7 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
         raise WeightsError(f"'{path}' contains pickled checkpoint files ({', '.join(pickled[:3])})",
                            "pickles can run arbitrary code and are never loaded; remove them or convert to safetensors")
     cfg = ModelConfig.from_dict(meta["config"])
-    for name in component_names(cfg):
+    for name in cfg.component_names():
         if not (path / name).is_dir():
             raise WeightsError(f"model folder '{path}' lacks component '{name}'",
                                "the folder is incomplete; copy it again or re-create it")
@@ -210,7 +209,7 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
     except (OSError, json.JSONDecodeError):
         index = {}
     parts: dict[str, Any] = {}
-    for name in component_names(cfg):
+    for name in cfg.component_names():
         if name == "text_vae":
             enc_tok = load_tokenizer(str(path / name / "tokenizer_encoder"))
             dec_tok = load_tokenizer(str(path / name / "tokenizer_decoder"))
@@ -236,10 +235,13 @@ def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: 
 
 def parameter_counts(model: Any) -> dict[str, Any]:
     """Parameter counts per component and per modality (component suffix; shared ones under ``shared``)."""
-    comps = {n: sum(p.numel() for p in m.parameters()) for n, m in model.components().items()}
     # "diffusers": the SD-comparable size of each imaging branch, UNet + autoencoder
     # (SD-1.5: 859.5M + 83.7M).
-    return _group(comps, model.config)
+    return _group(_component_counts(model.components()), model.config)
+
+
+def _component_counts(parts: dict[str, Any]) -> dict[str, int]:
+    return {n: sum(p.numel() for p in m.parameters()) for n, m in parts.items()}
 
 
 def safetensors_counts(path: Path) -> dict[str, int]:
@@ -280,15 +282,15 @@ def describe(path: Path | None = None, preset: str | None = None) -> dict[str, A
     With ``preset`` the model is built on the meta device (no weights allocated).
     """
     from ..config import model_preset
-    from .model import MedM2G
+    from .builder import build_parts
 
     if preset is not None:
-        model = MedM2G.from_config(model_preset(preset), device="meta")
-        cfg = model.config
+        cfg = model_preset(preset).validate()
+        parts, _ = build_parts(cfg, device="meta")
         info: dict[str, Any] = {"preset": preset, "source": "meta device (no weights allocated)"}
         hashes: dict[str, str] = {}
-        scale = dict(model.scale_factors)
-        counts = parameter_counts(model)
+        scale = {m: 1.0 for m in cfg.modalities}  # a fresh model's factors
+        counts = _group(_component_counts(parts), cfg)
     else:
         assert path is not None
         meta = read_meta(path)

@@ -3,7 +3,7 @@
 What is always on (no option needed), and where it lives:
 
 - classifier-free guidance runs conditional and unconditional rows in ONE batched forward
-  (:meth:`MedM2G.guided_noise` / :meth:`MedM2G.generate`);
+  (:func:`~medm2g_cli.engine.sampling.guided_noise` / :func:`~medm2g_cli.engine.sampling.generate`);
 - many slices per forward (``generate(batch_size=...)``, ``translate_sources(batch_size=...)``);
 - conditioning (prompt embeddings, context-encoder tokens of the source slices) is computed once
   per slice batch, before the step loop, never once per step;

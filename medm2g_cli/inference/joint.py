@@ -44,7 +44,7 @@ def generate_image_report(
     """
     from .. import __version__
     from ..api import Session, _check_prompt, _provenance
-    from ..engine import Condition
+    from ..engine import Condition, generate_joint
     from ..errors import ConfigError
     from ..io.atomic import atomic_dir, check_output
     from ..report.preview import contact_sheet, to_uint8
@@ -68,8 +68,8 @@ def generate_image_report(
     model = sess.load()
     t = time.perf_counter()
     with sess.autocast():
-        pair = model.generate_joint((image, "text"), [Condition("text", [text])], num_samples=num,
-                                    sample=sess.settings.sample_config(), text_method=decoding, num_beams=num_beams)
+        pair = generate_joint(model, (image, "text"), [Condition("text", [text])], num_samples=num,
+                              sample=sess.settings.sample_config(), text_method=decoding, num_beams=num_beams)
     sess.timings["model_s"] = round(time.perf_counter() - t, 4)
     imgs = pair[image].float().cpu().numpy()[:, 0]  # type: ignore[union-attr]
     reports = [str(r) for r in pair["text"]]

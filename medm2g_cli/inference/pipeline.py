@@ -83,7 +83,7 @@ def translate_sources(
 
     import torch
 
-    from ..engine import Condition
+    from ..engine import Condition, generate
     from .background import BACKGROUND_FRACTION, background_slices, background_value, foreground_batches
 
     if not sources:
@@ -143,8 +143,8 @@ def translate_sources(
                  for s, m, nm in zip(sources, moved, norms, strict=True)]
         sample.seed = base_seed + start * samples  # per-slice seeds: independent of the batch size
         with ctx, torch.inference_mode():
-            imgs = model.generate(target, conds, num_samples=samples, sample=sample,
-                                  batch_size=(stop - start) * samples)
+            imgs = generate(model, target, conds, num_samples=samples, sample=sample,
+                            batch_size=(stop - start) * samples)
         phys = out_norm.inverse(geom.from_model(imgs))  # [(stop-start)*K, h, w]
         phys = phys.reshape(stop - start, samples, h, w)
         mean[start:stop] = phys.mean(axis=1)

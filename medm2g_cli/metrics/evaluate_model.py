@@ -146,6 +146,7 @@ def engine_predictor(weights: Path, *, device: str = "cpu", steps: int | None = 
     the model's image size. ``needed`` branches are checked from ``medm2g.json`` before any weight is read."""
     from ..config import SampleConfig
     from ..engine.model import Condition
+    from ..engine.sampling import generate
     from ..inference import runtime
 
     path = runtime.resolve_weights(weights)
@@ -166,7 +167,7 @@ def engine_predictor(weights: Path, *, device: str = "cpu", steps: int | None = 
         conds = [Condition(k, v.to(model.device) if hasattr(v, "to") else v) for k, v in sources.items()]
         sample = SampleConfig(steps=base.steps, eta=base.eta, guidance=base.guidance, sampler=base.sampler, seed=seed)
         with torch.inference_mode():
-            out = model.generate(target, conds, sample=sample, max_length=max_length)
+            out = generate(model, target, conds, sample=sample, max_length=max_length)
         return out if isinstance(out, list) else out.detach().float().cpu()
 
     return predict, int(model.image_size)

@@ -1,54 +1,77 @@
-"""What the training stages need from a model, in one place.
+"""What training needs from a model, in one place.
 
-The stages talk to the model only through :class:`TrainableModel`. The engine's ``MedM2G``
-provides these entry points (directly or through :func:`adapt`), so engine-internal changes stay
-out of the stage code.
+:class:`TrainableModel` lists every model member the training code calls: the stages
+(:mod:`medm2g_cli.training.stages`) directly, the objectives (:mod:`medm2g_cli.training.objectives`)
+and the stage rules (:mod:`medm2g_cli.training.trainable`), which are typed against it, so mypy
+keeps this list and the callers in step. The engine's ``MedM2G`` satisfies it (checked by mypy
+below); :func:`adapt` refuses a model built by a ``model_factory`` that lacks a member before any
+data is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-REQUIRED = (
-    "image_size", "save_pretrained", "components", "trainable_parameters", "autoencoder_loss", "text_vae_loss",
-    "encode_image", "encode_text", "embed_image", "embed_text", "diffusion_loss", "cross_guided_loss",
-    "cross_guidance_parameters",
-)
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+    from ..engine.model import MedM2G
 
 
-@runtime_checkable
 class TrainableModel(Protocol):
     """The training surface of a MedM2G model (an ``nn.Module`` holding every component)."""
 
-    image_size: int
+    config: ModelConfig
+    train_scheduler: Any  # diffusers DDPMScheduler: add_noise, get_velocity
 
-    def parameters(self) -> Any: ...
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the imaging branches were built for."""
+        ...
 
-    def save_pretrained(self, path: Path, overwrite: bool = False) -> None:
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        ...
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters."""
+        ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]:
+        """Every parameter (``nn.Module.parameters``)."""
+        ...
+
+    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write a model folder (replacing an existing one only with ``overwrite``)."""
         ...
 
     def components(self) -> dict[str, torch.nn.Module]:
-        """Component name -> module (for the trainable/frozen report)."""
+        """Component name -> module (trainable/frozen split, stage rules)."""
         ...
 
-    def trainable_parameters(self, stage: str, modalities: Sequence[str]) -> dict[str, list[torch.nn.Parameter]]:
-        """Per component, the parameters ``stage`` trains for ``modalities``."""
+    def component(self, name: str) -> torch.nn.Module:
+        """One component by name."""
         ...
 
-    def autoencoder_loss(self, images: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction, KL) of the modality's autoencoder on images in [-1, 1]."""
+    def require_branch(self, modality: str) -> str:
+        """The branch name of ``modality``; refuses a model without that branch."""
         ...
 
-    def text_vae_loss(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token cross-entropy, KL) of the text VAE on reports."""
+    def vae(self, mod: str) -> Any:
+        """The autoencoder of imaging branch ``mod``."""
         ...
 
-    def encode_image(self, images: torch.Tensor, modality: str, sample: bool = False) -> torch.Tensor:
+    def text_vae(self) -> Any:
+        """The text VAE (``loss``)."""
+        ...
+
+    def encode_image(self, modality: str, x: torch.Tensor, sample: bool = False,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Scaled latents of the frozen autoencoder (posterior mean unless ``sample``)."""
         ...
 
@@ -56,7 +79,7 @@ class TrainableModel(Protocol):
         """Scaled text-VAE latents."""
         ...
 
-    def embed_image(self, images: torch.Tensor, modality: str, normalize: bool = True) -> torch.Tensor:
+    def embed_image(self, modality: str, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Prompt-encoder embedding [N, D] in the shared space."""
         ...
 
@@ -64,27 +87,57 @@ class TrainableModel(Protocol):
         """Text (centre) embedding [N, D]."""
         ...
 
-    def diffusion_loss(self, target: str, x0: torch.Tensor, cond: torch.Tensor, cond_drop_prob: float = 0.1,
-                       contrast: list[str] | None = None) -> torch.Tensor:
-        """Epsilon loss of the target branch with condition dropout to the null condition."""
+    def uses_context(self, source: str, target: str) -> bool:
+        """Whether a clean ``source`` image conditions ``target`` spatially."""
         ...
 
-    def cross_guided_loss(self, a: tuple[str, torch.Tensor, Any], b: tuple[str, torch.Tensor, Any],
-                          cond_drop_prob: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Epsilon losses of both branches of a flow, each guided by the other's context."""
+    def predicts_v(self, target: str) -> bool:
+        """Whether branch ``target`` predicts v rather than epsilon."""
         ...
 
-    def cross_guidance_parameters(self, modality: str) -> int:
-        """Parameters the cross-guidance of ``modality`` adds (Table A8)."""
+    def source_inputs(self, target: str, sources: Sequence[tuple[str, torch.Tensor]], like: torch.Tensor,
+                      drop: torch.Tensor | None) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor | None]:
+        """Context tokens or concat channels of clean sources."""
         ...
+
+    def context_tokens(self, modality: str, latent: torch.Tensor, timestep: torch.Tensor | int = 0) -> torch.Tensor:
+        """Context tokens of a (noisy) latent."""
+        ...
+
+    def prompt_tokens(self, target: str, prompt: torch.Tensor | None,
+                      contrast: str | Sequence[str | None] | None = None,
+                      context: Sequence[tuple[str, torch.Tensor]] = (), drop: torch.Tensor | None = None,
+                      batch: int | None = None, null: torch.Tensor | None = None) -> torch.Tensor:
+        """The cross-attention sequence of branch ``target`` (rows in ``drop`` nulled)."""
+        ...
+
+    def model_output(self, target: str, z_t: torch.Tensor, t: torch.Tensor | int, tokens: torch.Tensor,
+                     concat: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw UNet output (epsilon or v)."""
+        ...
+
+    def predict_noise(self, target: str, z_t: torch.Tensor, t: torch.Tensor | int, tokens: torch.Tensor,
+                      concat: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon of branch ``target``."""
+        ...
+
+
+REQUIRED = tuple(n for n in vars(TrainableModel) if not n.startswith("_")) + tuple(
+    TrainableModel.__annotations__)
+"""Every member of :class:`TrainableModel` (methods, properties and attributes)."""
 
 
 def adapt(model: Any) -> TrainableModel:
-    """Return ``model`` checked against :class:`TrainableModel`; a missing entry point stops the run early."""
+    """Return ``model`` checked against :class:`TrainableModel`; a missing member stops the run early."""
     missing = [n for n in REQUIRED if not hasattr(model, n)]
     if missing:
         from ..errors import ConfigError
 
         raise ConfigError(f"the model lacks training entry points: {', '.join(missing)}",
                           "update medm2g (engine and training versions differ)")
-    return model
+    return model  # type: ignore[no-any-return]
+
+
+if TYPE_CHECKING:
+    def _medm2g_is_trainable(model: MedM2G) -> TrainableModel:
+        return model  # mypy: MedM2G provides every member above

@@ -49,6 +49,7 @@ def resolved_config(req: TrainConfig) -> dict[str, Any]:
     """The run's resolved configuration (see the module docstring); nothing is written or trained."""
     from ..engine import MedM2G
     from . import runner
+    from .trainable import trainable_parameters
 
     req = resolved(req)
     loop = req.loop
@@ -70,7 +71,7 @@ def resolved_config(req: TrainConfig) -> dict[str, Any]:
             mods = trained_branches(req, cfg) if stage in ("diffusion", "multiflow") else list(cfg.modalities)
             if stage == "multiflow":
                 mods = sorted({m for f in flows for m in f.modalities})
-            got = model.trainable_parameters(stage, mods)
+            got = trainable_parameters(model, stage, mods)
             jobs.append(_MetaJob(stage, {k: list(v) for k, v in got.items()}))
         flows_report = []
     sched = dataclasses.asdict(cfg.scheduler)

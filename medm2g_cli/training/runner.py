@@ -112,9 +112,9 @@ def plan(req: TrainConfig, model: Any, checked: tuple[Any, Any, list[flows_mod.F
                                            val=val if val.records else None))
     flow_report = []
     if flows:
-        count = getattr(model, "cross_guidance_parameters", None)
-        if count is not None:
-            flow_report = flows_mod.added_parameters(flows, lambda m: int(count(m)))
+        from .trainable import cross_guidance_parameters
+
+        flow_report = flows_mod.added_parameters(flows, lambda m: cross_guidance_parameters(model, m))
     config = {
         "kind": "finetune" if req.task else "pretrain",
         "task": req.task,

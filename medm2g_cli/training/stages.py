@@ -18,8 +18,8 @@ before training) and how to compute its loss terms for one batch.
    context encoders and connector layers train (chain schedule: a side trained by an earlier flow
    stays frozen).
 
-The engine (:mod:`medm2g_cli.engine`) provides the components and the diffusion loss; this module
-only decides what trains on what.
+The engine (:mod:`medm2g_cli.engine`) provides the components, :mod:`.objectives` the losses and
+:mod:`.trainable` the parameters each stage trains; this module binds them to the data.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 from .. import modalities
 from ..config import DECODER_PREFIXES
 from ..errors import ConfigError
-from . import augment, losses
+from . import augment, losses, objectives, trainable
 from .config import STAGES, StageOptions
 from .datasets import TEXT, ImageSet, MixedSet, PairSet, SourcesSet, TextSet, TrainingData, collate
 from .flows import Flow, FlowSchedule
@@ -175,7 +175,7 @@ class StageJob:
         out: dict[str, torch.Tensor] = {}
         for part, b in batch["parts"].items():
             if part == TEXT:
-                rec, kl = self.model.text_vae_loss(b["text"], max_length=self.options.max_report_length)
+                rec, kl = objectives.text_vae_loss(self.model, b["text"], max_length=self.options.max_report_length)
                 beta = self.options.text_kl_weight
                 if beta is None:  # the model's own Optimus beta
                     beta = float(getattr(getattr(getattr(self.model, "config", None), "text", None), "kl_beta", 1.0))
@@ -183,7 +183,7 @@ class StageJob:
                 out["text_kl"] = beta * kl
             else:
                 x = _random_crop(b["image"], self.options.ae_crop).to(self._device())
-                rec, kl = self.model.autoencoder_loss(x, part)
+                rec, kl = objectives.autoencoder_loss(self.model, part, x)
                 out[f"{part}_rec"] = rec
                 out[f"{part}_kl"] = self.options.kl_weight * kl
         return out
@@ -194,17 +194,17 @@ class StageJob:
         for part, b in batch["parts"].items():
             src, anchor = part.split(">")  # e.g. "xray>text", "mri>ct"
             x = b["a"].to(dev)
-            emb = self.model.embed_image(x, src, normalize=False)
+            emb = self.model.embed_image(src, x, normalize=False)
             with torch.no_grad():
                 if anchor == TEXT:
                     centre = self.model.embed_text(b["b"])
                 else:
-                    centre = self.model.embed_image(b["b"].to(dev), anchor)
+                    centre = self.model.embed_image(anchor, b["b"].to(dev))
             if emb.shape[0] >= 2:
                 out[f"ca_{src}"] = losses.info_nce(emb, centre.detach(), tau=self.options.tau)
                 v1, v2 = augment.two_views(x)
-                z1 = self.model.embed_image(v1, src, normalize=False)
-                z2 = self.model.embed_image(v2, src, normalize=False)
+                z1 = self.model.embed_image(src, v1, normalize=False)
+                z2 = self.model.embed_image(src, v2, normalize=False)
                 # Eq. 4 sums over the D embedding dimensions; dividing by D keeps the term on the
                 # scale of InfoNCE whatever the width (a plain sum over D = 768 swamps L_CA).
                 vi = losses.barlow_twins(z1, z2, self.options.lambda_1) / z1.shape[1]
@@ -220,12 +220,12 @@ class StageJob:
         """
         if not self.options.cache_latents or index is None:
             with torch.no_grad():
-                return self.model.encode_image(x, modality, sample=False)
+                return self.model.encode_image(modality, x, sample=False)
         keys = [(part, modality, int(i)) for i in index]
         missing = [j for j, k in enumerate(keys) if k not in self._latent_cache]
         if missing:
             with torch.no_grad():
-                z = self.model.encode_image(x[missing], modality, sample=False)
+                z = self.model.encode_image(modality, x[missing], sample=False)
             for j, zj in zip(missing, z, strict=True):
                 self._latent_cache[keys[j]] = zj.detach()
         return torch.stack([self._latent_cache[k] for k in keys])
@@ -234,7 +234,7 @@ class StageJob:
         with torch.no_grad():
             if key == TEXT:
                 return self.model.embed_text(side)
-            return self.model.embed_image(side.to(self._device()), modalities.split_target(key)[0])
+            return self.model.embed_image(modalities.split_target(key)[0], side.to(self._device()))
 
     def _multi_source(self, part: str, b: dict[str, Any]) -> torch.Tensor:
         """Diffusion loss of an explicit ``target<src+src`` part (see :attr:`StageOptions.pairs`)."""
@@ -258,7 +258,7 @@ class StageJob:
 
         cond = mix_conditions(embs) if len(embs) > 1 else embs[0]
         contrast = list(b["a_key"]) if tmod == "mri" else None
-        return self.model.diffusion_loss(tmod, z0, cond, cond_drop_prob=self.options.cond_drop_prob,
+        return objectives.diffusion_loss(self.model, tmod, z0, cond, cond_drop_prob=self.options.cond_drop_prob,
                                          contrast=contrast, sources=sources)
 
     def _loss_name(self, target: str) -> str:
@@ -291,8 +291,8 @@ class StageJob:
                 src_keys = list(b["b_key"])
                 kwargs["sources"] = [(src_keys[0] if len(set(src_keys)) == 1 else src_mod,
                                       self._latents(b["b"].to(dev), src_mod, b.get("index"), part + ":src"))]
-            out[f"{self._loss_name(target)}_{target}_from_{cond_key}"] = self.model.diffusion_loss(
-                target, z0, cond, cond_drop_prob=self.options.cond_drop_prob, contrast=contrast, **kwargs
+            out[f"{self._loss_name(target)}_{target}_from_{cond_key}"] = objectives.diffusion_loss(
+                self.model, target, z0, cond, cond_drop_prob=self.options.cond_drop_prob, contrast=contrast, **kwargs
             )
         return out
 
@@ -302,8 +302,8 @@ class StageJob:
         b = batch["parts"][flow.name]
         za = self._flow_latents(b["a"], flow.a, b, f"{flow.name}:a")
         zb = self._flow_latents(b["b"], flow.b, b, f"{flow.name}:b")
-        la, lb = self.model.cross_guided_loss(
-            (flow.a[0], za, b.get("a_key")), (flow.b[0], zb, b.get("b_key")),
+        la, lb = objectives.cross_guided_loss(
+            self.model, (flow.a[0], za, b.get("a_key")), (flow.b[0], zb, b.get("b_key")),
             cond_drop_prob=self.options.cond_drop_prob,
         )
         # Both terms count (CoDi sums the branches); a frozen side's parameters simply get no gradient.
@@ -336,8 +336,7 @@ def _trainable(model: Any, stage: str, modality_list: Sequence[str]) -> tuple[
     by_component: dict[str, list[torch.nn.Parameter]] = {}
     by_modality: dict[str, list[torch.nn.Parameter]] = {}
     for m in modality_list:
-        got = model.trainable_parameters(stage, [m])
-        got = {k: list(v) for k, v in got.items()} if isinstance(got, dict) else {f"{stage}_{m}": list(got)}
+        got = trainable.trainable_parameters(model, stage, [m])
         for k, v in got.items():
             if v:
                 by_component.setdefault(k, [])

@@ -47,12 +47,12 @@ def test_plain_baseline_matches_medm2g_translation() -> None:
 
     from bench.figures import plain_translate_slice
     from medm2g_cli.config import SampleConfig
-    from medm2g_cli.engine import Condition, MedM2G
+    from medm2g_cli.engine import Condition, MedM2G, generate
 
     model = MedM2G.from_preset("tiny", seed=0, modalities=("ct", "mri")).eval()
     x = torch.rand((1, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
     sample = SampleConfig(steps=3, guidance=2.0, eta=0.0, seed=5)  # eta 0: no scheduler noise to align
-    ours = model.generate("ct", [Condition("mri", x)], sample=sample)
+    ours = generate(model, "ct", [Condition("mri", x)], sample=sample)
     plain = plain_translate_slice(model, x, sample, seed=5)
     np.testing.assert_allclose(plain.numpy(), ours.numpy(), atol=1e-4)
 

@@ -1,6 +1,6 @@
 """Few-step samplers of issue 20 against a plain loop over diffusers' own schedulers (tiny model).
 
-``MedM2G.generate`` with DPM-Solver++ (Karras sigmas), SDE-DPM-Solver++ (per-sample seeded noise)
+``engine.sampling.generate`` with DPM-Solver++ (Karras sigmas), SDE-DPM-Solver++ (per-sample seeded noise)
 or UniPC (trailing spacing), with guidance stopped part-way, must give what a loop written like a diffusers pipeline gives from the same
 parts: the scheduler built directly from diffusers, guidance as a batch of two up to the stop step
 and conditional rows only after it. Tolerance: 1e-4 on decoded images in [-1, 1] (float32
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medm2g_cli.config import SampleConfig
-from medm2g_cli.engine import Condition, MedM2G
+from medm2g_cli.engine import Condition, MedM2G, generate
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def _plain(model: MedM2G, x: torch.Tensor, sample: SampleConfig, sched: object) 
 ])
 def test_generate_matches_plain_diffusers_loop(model: MedM2G, sample: SampleConfig, kw: dict) -> None:
     x = torch.rand((2, 1, 32, 32), generator=torch.Generator().manual_seed(0)) * 2 - 1
-    ours = model.generate("ct", [Condition("mri", x)], sample=sample)
+    ours = generate(model, "ct", [Condition("mri", x)], sample=sample)
     ref = _plain(model, x, sample, _diffusers_scheduler(sample.sampler, **kw))
     assert isinstance(ours, torch.Tensor)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
@@ -86,7 +86,7 @@ def test_guidance_stop_halves_the_late_rows(model: MedM2G) -> None:
     rows = {}
     for stop in (1.0, 0.5, 0.0):
         with stage_timer(model) as st:
-            model.generate("ct", [Condition("mri", x)], sample=SampleConfig(sampler="dpm++", steps=4, guidance_stop=stop))
+            generate(model, "ct", [Condition("mri", x)], sample=SampleConfig(sampler="dpm++", steps=4, guidance_stop=stop))
         rows[stop] = st.unet_rows
     assert rows == {1.0: 4 * 2 * 3, 0.5: 2 * 2 * 3 + 2 * 3, 0.0: 4 * 3}
 

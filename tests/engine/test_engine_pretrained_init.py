@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medm2g_cli.engine import MedM2G
+from medm2g_cli.engine import MedM2G, generate
 from medm2g_cli.engine.tokenizers import train_tokenizer
 from medm2g_cli.errors import WeightsError
 from medm2g_cli.main import run
@@ -96,7 +96,7 @@ def test_init_from_sd15_clip_bert_gpt2(pretrained: dict[str, Path], tmp_path: Pa
     dec = model.component("text_vae").decoder.state_dict()
     assert all(torch.equal(dec[k], gpt[k]) for k in gpt)
     # the model still runs end to end at the SD-derived size
-    img = model.generate("xray", [], sample=__import__("medm2g_cli.config").config.SampleConfig(steps=2))
+    img = generate(model, "xray", [], sample=__import__("medm2g_cli.config").config.SampleConfig(steps=2))
     assert img.shape == (1, 1, 16, 16)
 
 

@@ -54,8 +54,8 @@ def test_grey_autoencoder_matches_sd_on_replicated_rgb(folders: dict[str, Path])
 def test_grey_clip_matches_rgb_clip_with_its_processor(folders: dict[str, Path]) -> None:
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    from medm2g_cli.engine.builder import clip_pixel_stats
     from medm2g_cli.engine.encoders import adapt_rgb_vision_encoder
+    from medm2g_cli.engine.pretrained import clip_pixel_stats
 
     rgb = CLIPVisionModelWithProjection.from_pretrained(str(folders["clip"]), local_files_only=True).eval()
     grey = adapt_rgb_vision_encoder(rgb, *clip_pixel_stats(folders["clip"])).eval()
@@ -97,8 +97,8 @@ def test_medm2g_from_pretrained_folders_embeds_and_encodes_like_the_rgb_models(f
         ref = rgb.encode(x.expand(-1, 3, -1, -1)).latent_dist.mean
     assert _rel(got, ref) < 1e-5
     # embed_image feeds the model range; the grey encoder carries CLIP's normalisation itself
-    from medm2g_cli.engine.builder import clip_pixel_stats
     from medm2g_cli.engine.encoders import adapt_rgb_vision_encoder
+    from medm2g_cli.engine.pretrained import clip_pixel_stats
 
     clip = CLIPVisionModelWithProjection.from_pretrained(str(folders["clip"]), local_files_only=True).eval()
     model.parts["image_encoder_ct"] = adapt_rgb_vision_encoder(clip, *clip_pixel_stats(folders["clip"]))

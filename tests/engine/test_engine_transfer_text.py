@@ -122,6 +122,7 @@ def test_weights_init_takes_the_text_diffuser_from_versatile_diffusion(tmp_path:
 
     from medm2g_cli.engine import MedM2G
     from medm2g_cli.main import run
+    from medm2g_cli.training.objectives import diffusion_loss
 
     torch.manual_seed(4)
     ref = UNetFlatConditionModel(sample_size=1, in_channels=(32, 1, 1), out_channels=(32, 1, 1), block_out_channels=(16, 32),
@@ -141,7 +142,7 @@ def test_weights_init_takes_the_text_diffuser_from_versatile_diffusion(tmp_path:
         want = ref(z[:, :, None, None], t, encoder_hidden_states=tokens).sample.reshape(2, -1)
         assert torch.allclose(unet(z, t, tokens), want, atol=1e-6)
     model.train()
-    loss = model.diffusion_loss("text", torch.randn(2, 32), model.embed_text(["a", "b"]).detach())
+    loss = diffusion_loss(model, "text", torch.randn(2, 32), model.embed_text(["a", "b"]).detach())
     loss.backward()
     assert any(p.grad is not None for p in unet.parameters())
     # widths that do not fit the model are refused with one line

@@ -15,7 +15,7 @@ from medm2g_cli.io.volume import Volume
 
 
 class _SpyModel:
-    """A stand-in with the engine's generate() contract that records batch sizes and seeds."""
+    """A stand-in model; :func:`_spy_generate` (the engine's generate() contract) records batch sizes and seeds."""
 
     image_size = 16
     device = "cpu"
@@ -23,21 +23,25 @@ class _SpyModel:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
 
-    def generate(self, target, conds, *, num_samples, sample, batch_size):  # noqa: ANN001, ANN201
-        import torch
 
-        rows = conds[0].data.shape[0]
-        self.calls.append((rows, sample.seed))
-        out = []
-        for r in range(rows):
-            for k in range(num_samples):
-                g = torch.Generator().manual_seed(sample.seed + r * num_samples + k)
-                out.append(conds[0].data[r] * 0.5 + 0.01 * torch.randn(conds[0].data.shape[1:], generator=g))
-        return torch.stack(out)
+def _spy_generate(model, target, conds, *, num_samples, sample, batch_size):  # noqa: ANN001, ANN201
+    import torch
+
+    rows = conds[0].data.shape[0]
+    model.calls.append((rows, sample.seed))
+    out = []
+    for r in range(rows):
+        for k in range(num_samples):
+            g = torch.Generator().manual_seed(sample.seed + r * num_samples + k)
+            out.append(conds[0].data[r] * 0.5 + 0.01 * torch.randn(conds[0].data.shape[1:], generator=g))
+    return torch.stack(out)
 
 
-def test_streaming_batches_and_per_slice_seeds() -> None:
+def test_streaming_batches_and_per_slice_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medm2g_cli import engine
     from medm2g_cli.config import SampleConfig
+
+    monkeypatch.setattr(engine, "generate", _spy_generate)
 
     vol = Volume(np.random.default_rng(3).uniform(0, 500, (10, 12, 7)).astype(np.float32), np.eye(4), "mri")
     results = []

@@ -36,7 +36,7 @@ def test_autoencoders_stage_calibrates_scale_factors(tmp_path):
     x = torch.stack([torch.from_numpy(load_slice(data, s["files"]["xray"])) for s in samples if s["split"] == "train"])[:, None]
     x = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True)
     with torch.no_grad():
-        zi = model.encode_image(x, "xray", sample=False)
+        zi = model.encode_image("xray", x, sample=False)
     assert abs(float(zi.std()) - 1.0) < 0.1
 
 

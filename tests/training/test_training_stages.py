@@ -80,7 +80,7 @@ def test_alignment_retrieval_beats_chance(data, tmp_path):
     def top1() -> float:
         model.eval()
         with torch.no_grad():
-            sim = model.embed_image(x, "xray") @ model.embed_text(texts).T
+            sim = model.embed_image("xray", x) @ model.embed_text(texts).T
         model.train()
         return (sim.argmax(1) == torch.arange(32)).float().mean().item()
 
