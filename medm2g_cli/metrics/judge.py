@@ -15,6 +15,13 @@ findings but missed every nodule and took minutes on a loaded 2-core machine):
   ridges, one eigenvalue near zero) at two scales, max-pooled on a 16 x 16 grid (nodules);
 - one L2-regularised logistic regression per finding, fitted by L-BFGS in float64 on one thread.
 
+Measured (:func:`train_judge`, 600 real images + as many augmented, ~40 s on a loaded 2-core machine):
+on 120 held-out balanced phantom views the six-way accuracy is 0.90 (normal and the four large findings
+1.0, nodule 0.4: the phantom's nodules are faint), present/absent 0.99-1.0 per large finding, 0.85-0.9
+for nodule. Caveat: on the demo model's X-ray autoencoder round trip of the same real phantoms the
+six-way accuracy falls to 0.24-0.29 (it reads the smooth, high-contrast lungs as pneumothorax), so
+retrieval of generated images is bounded by that "autoencoder ceiling"; report it beside retrieval.
+
 Multi-label: a phantom study has 0-2 findings (30 % normal), so the judge predicts one probability per
 finding in :data:`CHEST_FINDINGS` and "none" is the absence of all. For retrieval, where each prompt asks
 for exactly one class, :meth:`Judge.classify` picks the most probable of the six exclusive states (normal,
