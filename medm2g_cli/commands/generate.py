@@ -53,10 +53,10 @@ def _run(target: str, prompt: str, num: int, output: Path, fmt: str, size: int |
         rep = generate_images(target, prompt, output, settings=st, num=num, fmt=fmt, size=size, overwrite=overwrite,
                               log=opts.log)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
     con = console()
-    plain(f"wrote {len(rep['files'])} image(s), contact_sheet.png and generate.json to {output}")
+    plain(f"wrote {len(rep.files)} image(s), contact_sheet.png and generate.json to {output}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

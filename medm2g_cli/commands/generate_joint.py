@@ -65,11 +65,11 @@ def xray_report(
         rep = generate_image_report(prompt, output, settings=st, image="xray", num=num, fmt=fmt, decoding=decoding,
                                     num_beams=num_beams, overwrite=overwrite, log=opts.log)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
-    for pair in rep["pairs"]:
-        plain(f"{pair['image']}: {pair['report']}")
-    plain(f"wrote {len(rep['pairs'])} X-ray + report pair(s), reports.json and generate.json to {output}")
+    for pair in rep.pairs:
+        plain(f"{pair.image}: {pair.report}")
+    plain(f"wrote {len(rep.pairs)} X-ray + report pair(s), reports.json and generate.json to {output}")
     console().print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

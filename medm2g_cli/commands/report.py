@@ -57,16 +57,16 @@ def report(
     from ..api import report_images
 
     st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, None, skip_verify)
-    results = report_images(images, settings=st, decoding=decoding, num_beams=num_beams, out=output,
+    res = report_images(images, settings=st, decoding=decoding, num_beams=num_beams, out=output,
                             overwrite=overwrite, log=opts.log, strict=strict)
     if json_out:
-        print_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "settings": st.as_dict(),
+        print_json({"reports": [r.as_dict() for r in res.reports], "decoding": decoding, "num_beams": num_beams, "settings": st.as_dict(),
                     "synthetic": True})
         return
     con = console()
-    for r in results:
-        plain(str(r["image"]), style="bold")
-        typer.echo(r["report"])
+    for r in res.reports:
+        plain(r.image, style="bold")
+        typer.echo(r.report)
     con.print("[dim]generated text: synthetic, not a diagnosis[/dim]")
 
 

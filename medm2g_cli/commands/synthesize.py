@@ -80,11 +80,11 @@ def synthesize(
                   preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize,
                   strict=strict)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
     con = console()
-    plain(f"wrote {', '.join(rep['case']['files'])}")
-    plain(f"run report: {rep['run_report']}")
+    plain(f"wrote {', '.join(map(str, rep.case.files))}")
+    plain(f"run report: {rep.run_report}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

@@ -84,15 +84,15 @@ def translate(
                              series=series, log=opts.log, progress=prog, anonymize=anonymize,
                              strict=strict)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
     con = console()
-    for case in rep["cases"]:
-        plain(f"wrote {', '.join(case['files'])}")
-    if rep["skipped"]:
-        con.print(f"skipped {len(rep['skipped'])} finished case(s) (--continue)")
-    if rep.get("run_report"):
-        plain(f"run report: {rep['run_report']}")
+    for case in rep.cases:
+        plain(f"wrote {', '.join(map(str, case.files))}")
+    if rep.skipped:
+        con.print(f"skipped {len(rep.skipped)} finished case(s) (--continue)")
+    if rep.run_report:
+        plain(f"run report: {rep.run_report}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

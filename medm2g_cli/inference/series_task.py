@@ -28,8 +28,8 @@ def translate_series(direction: str, settings: InferenceSettings, *, samples: in
         rep = translate_path(direction, series_dir, out_dir / "derived", settings=settings, samples=samples,
                              axis=axis, log=log or (lambda _: None), progress=progress)
         files: list[Path] = []
-        for case in rep["cases"]:
-            for f in map(Path, case["files"]):
+        for case in rep.cases:
+            for f in case.files:
                 if f.is_dir():  # DICOM series folders (the mean, and the std map with samples > 1)
                     files += sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith("."))  # not .medm2g
                 elif f.suffix.lower() == ".dcm":  # a single-file DICOM output (e.g. a parametric map)
