@@ -8,7 +8,8 @@ returns a typed result (:mod:`medm2g_cli.api.results`).
 
 One module per concept: :mod:`.session` (settings, weights, device, model), :mod:`.translate`,
 :mod:`.synthesize`, :mod:`.generate`, :mod:`.joint` (image + report together), :mod:`.report`,
-:mod:`.results`.
+:mod:`.evaluation`, :mod:`.results`; and :mod:`.demo` (``run_demo``, imported from there: the
+demo runs the entry points above).
 
 Example::
 
@@ -21,6 +22,8 @@ Example::
 
 from __future__ import annotations
 
+from ..choices import OUTPUT_FORMATS
+from .evaluation import EvaluateResult, evaluate, score_fid, score_images, score_texts
 from .generate import MAX_PROMPT_CHARS, generate_images
 from .joint import JOINT_IMAGES, generate_image_report
 from .report import report_images
@@ -34,7 +37,7 @@ from .results import (
     TranslateResult,
     XrayReport,
 )
-from .session import OUTPUT_FORMATS, Progress, Session, output_format
+from .session import Progress, Session, output_format
 from .synthesize import parse_input_spec, synthesize
 from .translate import parse_direction, translate_path, translate_volume
 
@@ -43,6 +46,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "OUTPUT_FORMATS",
     "CaseOutput",
+    "EvaluateResult",
     "GenerateResult",
     "ImageReportResult",
     "Progress",
@@ -52,12 +56,16 @@ __all__ = [
     "SynthesisResult",
     "TranslateResult",
     "XrayReport",
+    "evaluate",
     "generate_image_report",
     "generate_images",
     "output_format",
     "parse_direction",
     "parse_input_spec",
     "report_images",
+    "score_fid",
+    "score_images",
+    "score_texts",
     "synthesize",
     "translate_path",
     "translate_volume",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..choices import parse_output_format
 from ..errors import ConfigError
 from ..inference.provenance import run_report, split_name
 from ..inference.runtime import (
@@ -28,8 +29,6 @@ from ..io.atomic import check_output
 from ..io.volume import Volume
 
 Progress = Callable[[int, int], None]
-
-OUTPUT_FORMATS = ("nifti", "dicom", "mha", "nrrd")
 
 
 def nolog(_: str) -> None:
@@ -111,12 +110,7 @@ def read_input(path: Path, modality: str | None = None, series: str | None = Non
 def output_format(out: Path, fmt: str | None) -> str:
     """``--format`` or the format implied by OUT's suffix (no suffix: a DICOM series folder)."""
     if fmt:
-        f = fmt.lower()
-        if f in ("nii", "nii.gz"):
-            f = "nifti"
-        if f not in OUTPUT_FORMATS:
-            raise ConfigError(f"unknown output format '{fmt}'", f"use one of: {', '.join(OUTPUT_FORMATS)}")
-        return f
+        return str(parse_output_format(fmt).value)
     _, suf = split_name(out)
     suf = suf.lower()
     if suf in (".nii", ".nii.gz"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from .. import modalities
+from .. import choices, modalities
 from ..errors import ConfigError, MedM2GError, OutputError
 from ..inference.batch import case_output, case_paths, check_case_outputs, list_cases, shard
 from ..inference.provenance import sibling, split_name, write_json
@@ -38,12 +38,7 @@ def translate_volume(vol: Volume, direction: str, model: Any, *, settings: Infer
 
 def parse_direction(direction: str) -> tuple[str, str]:
     """(source, target) of a ``translate`` direction; :class:`ConfigError` listing them if unknown."""
-    dirs = modalities.translation_directions()
-    key = direction.lower().strip()
-    if key not in dirs:
-        raise ConfigError(f"unknown direction '{direction}'",
-                          f"use one of: {', '.join(sorted(dirs))}")
-    return dirs[key]
+    return modalities.translation_directions()[str(choices.parse_direction(direction).value)]
 
 
 @dataclass
