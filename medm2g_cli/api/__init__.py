@@ -6,7 +6,8 @@ branches, the outputs (exist without ``overwrite``?), the inputs (readable? righ
 Only then is the model loaded and run. Every run writes a JSON run report next to its outputs and
 returns a typed result (:mod:`medm2g_cli.api.results`).
 
-One module per concept: :mod:`.session` (settings, weights, device, model), :mod:`.translate`,
+One module per concept: :mod:`.session` (settings, weights, device, model), :mod:`.translate` (and
+:mod:`.series`, the DICOM node's step),
 :mod:`.synthesize`, :mod:`.generate`, :mod:`.joint` (image + report together), :mod:`.report`,
 :mod:`.evaluation`, :mod:`.results`; and :mod:`.demo` (``run_demo``, imported from there: the
 demo runs the entry points above).

@@ -65,11 +65,11 @@ def dicom_node(
 ) -> None:
     """Run a DICOM node: receive series (C-STORE SCP), translate each, forward the derived series."""
     from ..api import parse_direction
+    from ..api.series import translate_series
     from ..dicomnet import parse_peer, validate_ae_title
     from ..dicomnet.node import NodeConfig, StorageNode
     from ..errors import ConfigError, OutputError
     from ..inference.runtime import check_branches, resolve_weights
-    from ..inference.series_task import translate_series
 
     # Everything that can be wrong with the options fails here, before the node listens.
     peer = parse_peer(forward, "--forward")
