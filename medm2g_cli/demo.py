@@ -411,12 +411,12 @@ def _report(tmp: Path, c: _Cohort, inf: Any, s: DemoSettings, step: Step) -> dic
     out.mkdir()
     results = api.report_images(paths, settings=inf, out=out / "reports.json")
     truth = [_label_set({f for f in CHEST_FINDINGS if int(r[f])}) for r in rows]
-    pred = [_label_set(findings_from_report(x["report"])) for x in results]
+    pred = [_label_set(findings_from_report(x.report)) for x in results.reports]
     classes = ("none", *CHEST_FINDINGS)
     f1, per = macro_f1(truth, pred, classes)
     f1_major, _ = macro_f1(truth, [_label_set(majority)] * len(truth), classes)
-    examples = [{"id": r["id"], "truth": r["report"], "generated": x["report"], "image": f"data/chest/{r['id']}/0.png"}
-                for r, x in zip(rows[:8], results[:8], strict=False)]
+    examples = [{"id": r["id"], "truth": r["report"], "generated": x.report, "image": f"data/chest/{r['id']}/0.png"}
+                for r, x in zip(rows[:8], results.reports[:8], strict=False)]
     s.timings["report_s"] = round(time.perf_counter() - t, 1)
     return {"studies": len(rows), "model_macro_f1": f1, "per_class_f1": per, "majority_macro_f1": f1_major,
             "majority_prediction": sorted(majority) or ["none"], "labeler": "phantom finding vocabulary "

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import choices
+
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 Weights = Annotated[
@@ -24,14 +26,16 @@ Weights = Annotated[
         show_default=False,
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps (warns when falling back to CPU).")]
-Precision = Annotated[str, typer.Option("--precision", help="fp32|bf16|fp16 (autocast where the device supports it).")]
+# Choice options: the Enum lists the values in --help; the parser accepts what the API accepts (case,
+# aliases, cuda:N) and fails with the API's one-line error (exit 2).
+Device = Annotated[choices.Device, typer.Option("--device", parser=choices.parse_device, help="auto|cpu|cuda|cuda:N|mps (warns when falling back to CPU).")]
+Precision = Annotated[choices.Precision, typer.Option("--precision", parser=choices.parse_precision, help="fp32|bf16|fp16 (autocast where the device supports it).")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps (default: the model's recommended settings in its medm2g.json, else 50 DDIM, Table A3).", show_default=False)]
 Guidance = Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale (default 2.0).", show_default=False)]
 Eta = Annotated[float | None, typer.Option("--eta", help="DDIM eta (default 1.0).", show_default=False)]
-Sampler = Annotated[str | None, typer.Option("--sampler", help="ddim|dpm++|sde-dpm++|unipc (default: the model's recommended settings in its medm2g.json, else ddim). Naming a sampler ignores all of the model's recommended settings.", show_default=False)]
+Sampler = Annotated[choices.Sampler | None, typer.Option("--sampler", parser=choices.parse_sampler, help="ddim|dpm++|sde-dpm++|unipc (default: the model's recommended settings in its medm2g.json, else ddim). Naming a sampler ignores all of the model's recommended settings.", show_default=False)]
 GuidanceStop = Annotated[float | None, typer.Option("--guidance-stop", help="Fraction of the steps that use guidance; later steps cost half (default: the model's, else 1).", show_default=False)]
-Spacing = Annotated[str | None, typer.Option("--spacing", help="Timestep spacing: leading|linspace|trailing|karras (karras: not ddim; default: the model's, else the sampler's own).", show_default=False)]
+Spacing = Annotated[choices.Spacing | None, typer.Option("--spacing", parser=choices.parse_spacing, help="Timestep spacing: leading|linspace|trailing|karras (karras: not ddim; default: the model's, else the sampler's own).", show_default=False)]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical outputs.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Slices per forward pass (default: chosen from free memory).", show_default=False)]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the UNets (minutes of compile time; pays off on GPU volume jobs).")]

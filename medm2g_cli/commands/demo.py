@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from .. import choices
+from ..choices import value
 from ._common import Device, JsonOut, Overwrite, Steps, Weights, console, print_json
 
 
@@ -19,7 +21,7 @@ def demo(
     samples: Annotated[int, typer.Option("--samples", "-k", help="Draws per translation (mean + uncertainty).")] = 2,
     steps: Steps = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out phantoms (never the training seed 1000).")] = 424242,
-    device: Device = "auto",
+    device: Device = choices.Device.auto,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
 ) -> None:
@@ -35,14 +37,9 @@ def demo(
 
       medm2g demo -o demo-out --overwrite --brain-subjects 1 --chest-studies 10 --steps 20
     """
-    from ..demo import DemoSettings, run_demo
+    from ..api.demo import run_demo
 
     con = console()
-    settings = DemoSettings(out=out, weights=weights, brain_subjects=brain_subjects, chest_studies=chest_studies,
-                            images_per_finding=images_per_finding, samples=samples, device=device,
-                            seed=seed, overwrite=overwrite)
-    if steps is not None:
-        settings.steps = steps
     n = {"i": 0}
 
     def step(msg: str) -> None:
@@ -50,7 +47,10 @@ def demo(
         con.print(f"[bold cyan][{n['i']}/6][/] {msg}")
 
     with con.status("running the demo", spinner="dots"):
-        m = run_demo(settings, step)
+        result = run_demo(out=out, weights=weights, brain_subjects=brain_subjects, chest_studies=chest_studies,
+                          images_per_finding=images_per_finding, samples=samples, steps=steps, seed=seed,
+                          device=value(device), overwrite=overwrite, step=step)
+    m = result.metrics
     if json_out:
         print_json(m)
     else:
@@ -73,7 +73,7 @@ def demo(
         t.add_row("text->X-ray finding recovered", f"{m['xray_generation']['retrieval_accuracy']:.3f}",
                   f"{m['xray_generation']['chance']:.3f} (chance)", _yes(ck["xray_prompt_recovered_above_chance"]))
         con.print(t)
-    if not m["passed"]:
+    if not result.passed:
         raise typer.Exit(1)
 
 

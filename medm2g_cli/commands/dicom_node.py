@@ -12,22 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import choices
+from ..choices import value
+from ..inference.runtime import InferenceSettings
 from . import _infer_options as opts
-from ._common import (
-    BatchSize,
-    Compile,
-    Device,
-    Eta,
-    Guidance,
-    GuidanceStop,
-    Precision,
-    Sampler,
-    Seed,
-    SkipVerify,
-    Spacing,
-    Steps,
-    Weights,
-)
 
 EPILOG = (
     "Examples:\n\n"
@@ -59,9 +47,11 @@ def _line_logger(log_file: Path | None) -> Callable[[str], None]:
     return log
 
 
+@opts.inference_options()
 def dicom_node(
+    *,
     port: Annotated[int, typer.Option("--port", help="TCP port to listen on.", show_default=False)],
-    task: Annotated[str, typer.Option("--task", help="A translate direction: mri2ct, ct2mri, t1-t2, ...", show_default=False)],
+    task: Annotated[choices.Direction, typer.Option("--task", parser=choices.parse_direction, help="A translate direction: mri2ct, ct2mri, t1-t2, ...", show_default=False)],
     forward: Annotated[str, typer.Option("--forward", help="Where derived series go, AE@host:port.", show_default=False)],
     ae_title: Annotated[str, typer.Option("--ae-title", help="This node's AE title (callers must address it).")] = "MEDM2G",
     bind: Annotated[str, typer.Option("--bind", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
@@ -70,43 +60,30 @@ def dicom_node(
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Also append the log lines to this file.", show_default=False)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Network timeout in seconds.")] = 30.0,
     samples: opts.Samples = 1,
-    axis: opts.Axis = "axial",
-    weights: Weights = None,
-    device: Device = "auto",
-    precision: Precision = "fp32",
-    steps: Steps = None,
-    guidance: Guidance = None,
-    eta: Eta = None,
-    sampler: Sampler = None,
-    guidance_stop: GuidanceStop = None,
-    spacing: Spacing = None,
-    seed: Seed = 0,
-    batch_size: BatchSize = None,
-    skip_verify: SkipVerify = False,
-    compile_: Compile = False,
+    axis: opts.Axis = choices.Axis.axial,
+    settings: InferenceSettings,  # the shared options (opts.inference_options)
 ) -> None:
     """Run a DICOM node: receive series (C-STORE SCP), translate each, forward the derived series."""
     from ..api import parse_direction
+    from ..api.series import translate_series
     from ..dicomnet import parse_peer, validate_ae_title
     from ..dicomnet.node import NodeConfig, StorageNode
     from ..errors import ConfigError, OutputError
     from ..inference.runtime import check_branches, resolve_weights
-    from ..inference.series_task import translate_series
 
     # Everything that can be wrong with the options fails here, before the node listens.
     peer = parse_peer(forward, "--forward")
     title = validate_ae_title(ae_title, "--ae-title")
-    src, tgt = parse_direction(task)
+    direction: str = value(task)
+    src, tgt = parse_direction(direction)
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not in 1..65535", "e.g. --port 11112")
     if idle_timeout <= 0 or timeout <= 0:
         raise ConfigError("--idle-timeout and --timeout must be positive", "e.g. --idle-timeout 10")
     if samples < 1:
         raise ConfigError(f"--samples {samples} is not positive", "use 1 or more")
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
-                       guidance_stop, spacing)
-    st.validate()
-    check_branches(resolve_weights(st.weights), [src, tgt])
+    settings.validate()
+    check_branches(resolve_weights(settings.weights), [src, tgt])
     if log_file is not None and not log_file.parent.is_dir():
         raise OutputError(f"log folder '{log_file.parent}' does not exist", "create it first")
     if work_dir is not None and not work_dir.parent.is_dir():
@@ -115,7 +92,7 @@ def dicom_node(
     log = _line_logger(log_file)
     cfg = NodeConfig(ae_title=title, port=port, forward=peer, bind=bind, idle_timeout=idle_timeout,
                      work_dir=work_dir, timeout=timeout)
-    node = StorageNode(cfg, translate_series(task, st, samples=samples, axis=axis, log=log), log)
+    node = StorageNode(cfg, translate_series(direction, settings, samples=samples, axis=value(axis), log=log), log)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -8,9 +8,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from .. import choices
+from ..choices import value
+
+if TYPE_CHECKING:
+    from ..api.evaluation import EvaluateResult
 
 from ._common import BatchSize, Device, Guidance, JsonOut, Overwrite, Seed, Steps, console, plain, print_json
 
@@ -37,18 +43,12 @@ sub = typer.Typer(
 )
 
 
-def _render(report: Any, json_out: bool, out: Path | None, overwrite: bool, written: list[Path] | None = None) -> None:
-    """Table on stderr (or JSON on stdout); write the files when -o is given."""
-    if out is not None and written is None:
-        from ..metrics.tables import write_results
-
-        written = write_results(out, report.summary, report.per_case, report.markdown, overwrite=overwrite)
+def _render(result: EvaluateResult, json_out: bool) -> None:
+    """Table on stderr (or JSON on stdout) of an :class:`medm2g_cli.api.evaluation.EvaluateResult`."""
     if json_out:
-        payload = dict(report.summary)
-        if written:
-            payload["files"] = [str(p) for p in written]
-        print_json(payload)
+        print_json(result.to_dict())
         return
+    report, written = result.report, result.files
     from rich.table import Table
 
     table = Table(title=report.title, title_justify="left")
@@ -80,10 +80,10 @@ def evaluate_model(
     fid_weights: FidWeights = None,
     steps: Steps = None,
     guidance: Guidance = None,
-    sampler: Annotated[str | None, typer.Option("--sampler", help="ddim|dpm++ (default ddim).", show_default=False)] = None,
+    sampler: Annotated[choices.Sampler | None, typer.Option("--sampler", parser=choices.parse_sampler, help="ddim|dpm++ (default ddim).", show_default=False)] = None,
     seed: Seed = 0,
     batch_size: BatchSize = None,
-    device: Device = "cpu",
+    device: Device = choices.Device.cpu,
     max_subjects: Annotated[int | None, typer.Option("--max-subjects", help="Score only the first N subjects (quick checks).", show_default=False)] = None,
     no_meteor: Annotated[bool, typer.Option("--no-meteor", help="Report tasks: skip METEOR (it starts a Java process).")] = False,
     overwrite: Overwrite = False,
@@ -106,15 +106,13 @@ def evaluate_model(
         raise ConfigError(f"model evaluation needs {', '.join(missing)}",
                           "pass --dataset D --task T --data PREPARED --weights MODEL, "
                           "or use a subcommand: medm2g evaluate images|text|fid")
-    from ..metrics.evaluate_model import run_model_eval
+    from ..api.evaluation import evaluate
 
     with console().status(f"evaluating {dataset or data} {task} on the {split} split"):
-        report = run_model_eval(dataset, task, data, weights, split, output, fid_weights=fid_weights, steps=steps,
-                                guidance=guidance, sampler=sampler, seed=seed, device=device,
-                                batch_size=batch_size or 8, overwrite=overwrite, max_subjects=max_subjects,
-                                meteor=not no_meteor, target=target)
-    written = [output / n for n in ("summary.json", "per_case.csv", "results.md")] if output else None
-    _render(report, json_out, output, overwrite, written=written)
+        result = evaluate(dataset, task, data, weights, split=split, out=output, fid_weights=fid_weights, steps=steps,
+                          guidance=guidance, sampler=value(sampler), seed=seed, device=value(device), batch_size=batch_size,
+                          overwrite=overwrite, max_subjects=max_subjects, meteor=not no_meteor, target=target)
+    _render(result, json_out)
 
 
 @sub.command("images")
@@ -133,15 +131,10 @@ def images(
     json_out: JsonOut = False,
 ) -> None:
     """PSNR and SSIM (%), plus MAE in HU for CT: per subject, then mean ± std across subjects."""
-    from ..io.atomic import check_output
-    from ..metrics.evaluate_model import image_report
-    from ..metrics.protocols import evaluate_images
+    from ..api.evaluation import score_images
 
-    if output is not None:
-        check_output(output, overwrite, inputs=[pred, ref])
-    ev = evaluate_images(pred, ref, protocol=protocol, modality=modality.lower(), mask=mask.lower(),
-                         hu_range=(float(hu_range[0]), float(hu_range[1])))
-    _render(image_report(ev, dataset=dataset, task=task, setting=setting), json_out, output, overwrite)
+    _render(score_images(pred, ref, protocol=protocol, mask=mask, modality=modality, hu_range=hu_range, dataset=dataset,
+                         task=task, setting=setting, out=output, overwrite=overwrite), json_out)
 
 
 @sub.command("text")
@@ -156,24 +149,10 @@ def text(
     json_out: JsonOut = False,
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D with R2Gen's cleaning, scored as R2Gen does."""
-    from ..errors import ConfigError
-    from ..io.atomic import check_output
-    from ..metrics.evaluate_model import text_report
-    from ..metrics.text import evaluate_texts, read_jsonl
+    from ..api.evaluation import score_texts
 
-    if output is not None:
-        check_output(output, overwrite, inputs=[pred, ref])
-    limit: Any = max_length.lower()
-    if limit == "none":
-        limit = None
-    elif limit not in ("medm2g", "r2gen"):
-        try:
-            limit = int(limit)
-        except ValueError:
-            raise ConfigError(f"--max-length '{max_length}' is not valid", "use medm2g, r2gen, none or an integer") from None
-    ev = evaluate_texts(read_jsonl(pred, "prediction"), read_jsonl(ref, "reference"), dataset=dataset,
-                        max_length=limit, meteor=not no_meteor)
-    _render(text_report(ev), json_out, output, overwrite)
+    _render(score_texts(pred, ref, dataset=dataset, max_length=max_length, meteor=not no_meteor, out=output,
+                        overwrite=overwrite), json_out)
 
 
 @sub.command("fid")
@@ -182,7 +161,7 @@ def fid(
     ref: Annotated[Path, typer.Option("--ref", help="Folder of reference images, windowed identically.")],
     fid_weights: FidWeights = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 16,
-    device: Device = "cpu",
+    device: Device = choices.Device.cpu,
     dataset: DatasetOpt = None,
     task: TaskOpt = None,
     output: OutDir = None,
@@ -190,15 +169,10 @@ def fid(
     json_out: JsonOut = False,
 ) -> None:
     """FID with the standard Inception-v3 (2015-12-05) weights from a local file; N is always reported."""
-    from ..io.atomic import check_output
-    from ..metrics.evaluate_model import fid_report
-    from ..metrics.fid import compute_fid, resolve_fid_weights
+    from ..api.evaluation import score_fid
 
-    resolve_fid_weights(fid_weights)
-    if output is not None:
-        check_output(output, overwrite, inputs=[pred, ref])
-    res = compute_fid(pred, ref, fid_weights, batch_size=batch_size, device=device)
-    _render(fid_report(res, dataset=dataset, task=task), json_out, output, overwrite)
+    _render(score_fid(pred, ref, fid_weights=fid_weights, batch_size=batch_size, device=value(device), dataset=dataset,
+                      task=task, out=output, overwrite=overwrite), json_out)
 
 
 def register(app: typer.Typer) -> None:

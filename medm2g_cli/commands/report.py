@@ -7,23 +7,11 @@ from typing import Annotated
 
 import typer
 
+from .. import choices
+from ..choices import value
+from ..inference.runtime import InferenceSettings
 from . import _infer_options as opts
-from ._common import (
-    Device,
-    Eta,
-    Guidance,
-    JsonOut,
-    Overwrite,
-    Precision,
-    Sampler,
-    Seed,
-    SkipVerify,
-    Steps,
-    Weights,
-    console,
-    plain,
-    print_json,
-)
+from ._common import JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -35,38 +23,31 @@ EPILOG = (
 )
 
 
+@opts.inference_options(schedule=False, batch_size=False, compile_=False)
 def report(
+    *,
     images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="Chest X-ray files (PNG, JPEG, DICOM).", show_default=False)],
-    decoding: Annotated[str, typer.Option("--decoding", help="greedy|beam text decoding.")] = "greedy",
-    num_beams: Annotated[int, typer.Option("--num-beams", help="Beams for --decoding beam.")] = 4,
+    decoding: opts.Decoding = choices.Decoding.greedy,
+    num_beams: opts.NumBeams = 4,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the reports to this file: JSON, or a DICOM SR for one image when it ends in .dcm (run report beside it).", show_default=False)] = None,
     overwrite: Overwrite = False,
     strict: opts.Strict = False,
-    weights: Weights = None,
-    device: Device = "auto",
-    precision: Precision = "fp32",
-    steps: Steps = None,
-    guidance: Guidance = None,
-    eta: Eta = None,
-    sampler: Sampler = None,
-    seed: Seed = 0,
-    skip_verify: SkipVerify = False,
+    settings: InferenceSettings,  # the shared options (opts.inference_options)
     json_out: JsonOut = False,
 ) -> None:
     """Generate the report text of each chest X-ray."""
     from ..api import report_images
 
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, None, skip_verify)
-    results = report_images(images, settings=st, decoding=decoding, num_beams=num_beams, out=output,
-                            overwrite=overwrite, log=opts.log, strict=strict)
+    res = report_images(images, settings=settings, decoding=value(decoding), num_beams=num_beams, out=output,
+                        overwrite=overwrite, log=opts.log, strict=strict)
     if json_out:
-        print_json({"reports": results, "decoding": decoding, "num_beams": num_beams, "settings": st.as_dict(),
-                    "synthetic": True})
+        print_json({"reports": [r.as_dict() for r in res.reports], "decoding": res.decoding, "num_beams": num_beams,
+                    "settings": settings.as_dict(), "synthetic": True})
         return
     con = console()
-    for r in results:
-        plain(str(r["image"]), style="bold")
-        typer.echo(r["report"])
+    for r in res.reports:
+        plain(r.image, style="bold")
+        typer.echo(r.report)
     con.print("[dim]generated text: synthetic, not a diagnosis[/dim]")
 
 

@@ -7,28 +7,11 @@ from typing import Annotated
 
 import typer
 
+from .. import choices
+from ..choices import value
+from ..inference.runtime import InferenceSettings
 from . import _infer_options as opts
-from ._common import (
-    Anonymize,
-    BatchSize,
-    Compile,
-    Device,
-    Eta,
-    Guidance,
-    GuidanceStop,
-    JsonOut,
-    Overwrite,
-    Precision,
-    Sampler,
-    Seed,
-    SkipVerify,
-    Spacing,
-    Steps,
-    Weights,
-    console,
-    plain,
-    print_json,
-)
+from ._common import Anonymize, JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -41,7 +24,9 @@ EPILOG = (
 )
 
 
+@opts.inference_options()
 def synthesize(
+    *,
     inputs: Annotated[list[str], typer.Option("--input", "-i", help="NAME=PATH or NAME:WEIGHT=PATH (t1, t2, pd, flair, t1ce, ct); repeat.", show_default=False)],
     target: Annotated[str, typer.Option("--target", "-t", help="Contrast to synthesise (e.g. pd).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file or DICOM folder.", show_default=False)],
@@ -49,21 +34,9 @@ def synthesize(
     samples: opts.Samples = 1,
     preview: opts.Preview = False,
     strict: opts.Strict = False,
-    axis: opts.Axis = "axial",
+    axis: opts.Axis = choices.Axis.axial,
     fmt: opts.OutFormat = None,
-    weights: Weights = None,
-    device: Device = "auto",
-    precision: Precision = "fp32",
-    steps: Steps = None,
-    guidance: Guidance = None,
-    eta: Eta = None,
-    sampler: Sampler = None,
-    guidance_stop: GuidanceStop = None,
-    spacing: Spacing = None,
-    seed: Seed = 0,
-    batch_size: BatchSize = None,
-    skip_verify: SkipVerify = False,
-    compile_: Compile = False,
+    settings: InferenceSettings,  # the shared options (opts.inference_options)
     anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
@@ -73,18 +46,16 @@ def synthesize(
     from ..api import synthesize as run
 
     specs = [parse_input_spec(s) for s in inputs]
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
-                       guidance_stop, spacing)
     with opts.progress_bar(f"{'+'.join(n for n, _, _ in specs)} -> {target}", enabled=not json_out) as prog:
-        rep = run(specs, target, output, settings=st, register=register_inputs, samples=samples, axis=axis,
-                  preview=preview, overwrite=overwrite, fmt=fmt, log=opts.log, progress=prog, anonymize=anonymize,
-                  strict=strict)
+        rep = run(specs, target, output, settings=settings, register=register_inputs, samples=samples,
+                  axis=value(axis), preview=preview, overwrite=overwrite, fmt=value(fmt), log=opts.log, progress=prog,
+                  anonymize=anonymize, strict=strict)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
     con = console()
-    plain(f"wrote {', '.join(rep['case']['files'])}")
-    plain(f"run report: {rep['run_report']}")
+    plain(f"wrote {', '.join(map(str, rep.case.files))}")
+    plain(f"run report: {rep.run_report}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

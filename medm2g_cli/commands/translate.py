@@ -7,28 +7,11 @@ from typing import Annotated
 
 import typer
 
+from .. import choices
+from ..choices import value
+from ..inference.runtime import InferenceSettings
 from . import _infer_options as opts
-from ._common import (
-    Anonymize,
-    BatchSize,
-    Compile,
-    Device,
-    Eta,
-    Guidance,
-    GuidanceStop,
-    JsonOut,
-    Overwrite,
-    Precision,
-    Sampler,
-    Seed,
-    SkipVerify,
-    Spacing,
-    Steps,
-    Weights,
-    console,
-    plain,
-    print_json,
-)
+from ._common import Anonymize, JsonOut, Overwrite, console, plain, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -43,8 +26,10 @@ EPILOG = (
 )
 
 
+@opts.inference_options()
 def translate(
-    direction: Annotated[str, typer.Argument(help="mri2ct, ct2mri, t1-t2, ... (see below).", show_default=False)],
+    *,
+    direction: Annotated[choices.Direction, typer.Argument(parser=choices.parse_direction, help="mri2ct, ct2mri, t1-t2, ... (see below).", show_default=False)],
     inp: Annotated[Path, typer.Argument(metavar="IN", help="A volume (.nii.gz, .mha, .nrrd), a DICOM folder or .zip, a folder of volumes, or a .txt list of paths.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file or DICOM folder (a folder for batch inputs).", show_default=False)],
     samples: opts.Samples = 1,
@@ -53,22 +38,10 @@ def translate(
     resume: Annotated[bool, typer.Option("--continue", help="Skip cases whose output already exists.")] = False,
     num_parts: Annotated[int, typer.Option("--num-parts", help="Split the cases into N parts (processes, GPUs or machines).")] = 1,
     part_id: Annotated[int, typer.Option("--part-id", help="Which part (0..N-1) this process runs.")] = 0,
-    axis: opts.Axis = "axial",
+    axis: opts.Axis = choices.Axis.axial,
     fmt: opts.OutFormat = None,
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID when a DICOM folder holds several.", show_default=False)] = None,
-    weights: Weights = None,
-    device: Device = "auto",
-    precision: Precision = "fp32",
-    steps: Steps = None,
-    guidance: Guidance = None,
-    eta: Eta = None,
-    sampler: Sampler = None,
-    guidance_stop: GuidanceStop = None,
-    spacing: Spacing = None,
-    seed: Seed = 0,
-    batch_size: BatchSize = None,
-    skip_verify: SkipVerify = False,
-    compile_: Compile = False,
+    settings: InferenceSettings,  # the shared options (opts.inference_options)
     anonymize: Anonymize = False,
     overwrite: Overwrite = False,
     json_out: JsonOut = False,
@@ -76,23 +49,22 @@ def translate(
     """Translate a volume to another modality or MRI contrast, slice by slice, on the input grid."""
     from ..api import translate_path
 
-    st = opts.settings(weights, device, precision, steps, guidance, eta, sampler, seed, batch_size, skip_verify, compile_,
-                       guidance_stop, spacing)
-    with opts.progress_bar(f"{direction} (slices)", enabled=not json_out) as prog:
-        rep = translate_path(direction, inp, output, settings=st, samples=samples, axis=axis, preview=preview,
-                             resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite, fmt=fmt,
-                             series=series, log=opts.log, progress=prog, anonymize=anonymize,
+    task: str = value(direction)
+    with opts.progress_bar(f"{task} (slices)", enabled=not json_out) as prog:
+        rep = translate_path(task, inp, output, settings=settings, samples=samples, axis=value(axis),
+                             preview=preview, resume=resume, num_parts=num_parts, part_id=part_id, overwrite=overwrite,
+                             fmt=value(fmt), series=series, log=opts.log, progress=prog, anonymize=anonymize,
                              strict=strict)
     if json_out:
-        print_json(rep)
+        print_json(rep.to_dict())
         return
     con = console()
-    for case in rep["cases"]:
-        plain(f"wrote {', '.join(case['files'])}")
-    if rep["skipped"]:
-        con.print(f"skipped {len(rep['skipped'])} finished case(s) (--continue)")
-    if rep.get("run_report"):
-        plain(f"run report: {rep['run_report']}")
+    for case in rep.cases:
+        plain(f"wrote {', '.join(map(str, case.files))}")
+    if rep.skipped:
+        con.print(f"skipped {len(rep.skipped)} finished case(s) (--continue)")
+    if rep.run_report:
+        plain(f"run report: {rep.run_report}")
     con.print("[dim]outputs are synthetic and not for clinical use[/dim]")
 
 

@@ -142,3 +142,20 @@ def test_evaluate_text_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     err = _run_fail(["evaluate", "text", "--pred", str(tmp_path / "p.jsonl"), "--ref", str(tmp_path / "r.jsonl"),
                      "--no-meteor"], capsys)
     assert "ids only in predictions: 9" in err and "ids only in references: 1, 2" in err
+
+
+def test_api_score_texts_returns_a_typed_result_and_writes_the_files(tmp_path: Path) -> None:
+    from medm2g_cli.api import EvaluateResult, score_texts
+    from medm2g_cli.errors import OutputError
+
+    for name, text in (("p.jsonl", "Lungs are clear."), ("r.jsonl", "Lungs are clear. No pneumothorax.")):
+        (tmp_path / name).write_text(json.dumps({"id": "1", "text": text}) + "\n")
+    out = tmp_path / "res"
+    res = score_texts(tmp_path / "p.jsonl", tmp_path / "r.jsonl", meteor=False, out=out)
+    assert isinstance(res, EvaluateResult)
+    assert sorted(p.name for p in res.files) == ["per_case.csv", "results.md", "summary.json"]
+    assert all(p.parent == out and p.is_file() for p in res.files)
+    assert json.loads((out / "summary.json").read_text())["metrics"] == res.report.summary["metrics"]
+    assert res.to_dict()["files"] == [str(p) for p in res.files]
+    with pytest.raises(OutputError):  # an existing result folder is refused without overwrite
+        score_texts(tmp_path / "p.jsonl", tmp_path / "r.jsonl", meteor=False, out=out)

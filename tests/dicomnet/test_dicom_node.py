@@ -17,11 +17,11 @@ import pydicom
 import pytest
 from net_helpers import LOOPBACK, dicom_series, free_port, mixed_geometry_series, run_cli, text_sr, wait_for
 
+from medm2g_cli.api.series import translate_series
 from medm2g_cli.dicomnet import parse_peer
 from medm2g_cli.dicomnet.node import NodeConfig, StorageNode, safe_name
 from medm2g_cli.dicomnet.send import send_files
 from medm2g_cli.inference.runtime import InferenceSettings
-from medm2g_cli.inference.series_task import translate_series
 
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parents[2]

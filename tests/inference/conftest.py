@@ -37,4 +37,4 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("medm2g_cli.api.load_model", boom)
+    monkeypatch.setattr("medm2g_cli.api.session.load_model", boom)

@@ -68,6 +68,25 @@ def test_oblique_nifti_on_input_grid(tmp_path: Path, nifti_in: tuple[Path, np.nd
     assert rep["weights"]["sha256"] and rep["versions"]["torch"] and rep["device"] == "cpu"
 
 
+def test_api_returns_a_typed_result_matching_the_run_report(tmp_path: Path, nifti_in: tuple[Path, np.ndarray],
+                                                              tiny_weights: Path) -> None:
+    from medm2g_cli.api import CaseOutput, TranslateResult, translate_path
+    from medm2g_cli.inference.runtime import InferenceSettings
+
+    src, _ = nifti_in
+    out = tmp_path / "sct.nii.gz"
+    res = translate_path("mri2ct", src, out, samples=2,
+                         settings=InferenceSettings(weights=tiny_weights, steps=2, device="cpu"))
+    assert isinstance(res, TranslateResult) and isinstance(res.cases[0], CaseOutput)
+    assert res.run_report == tmp_path / "sct_run.json" and res.skipped == ()
+    on_disk = json.loads(res.run_report.read_text())
+    assert on_disk == json.loads(json.dumps(res.report))  # the typed result carries the report as written
+    case = res.cases[0]
+    assert case.files == (out, tmp_path / "sct_std.nii.gz") and all(p.is_file() for p in case.files)
+    assert on_disk["cases"][0]["files"] == [str(p) for p in case.files] and case.input == src
+    assert res.to_dict() == {**res.report, "run_report": str(res.run_report)}
+
+
 def test_dicom_series_in_dicom_out(tmp_path: Path, mr_series: Path, tiny_weights: Path) -> None:
     import pydicom
     import SimpleITK as sitk  # noqa: N813

@@ -93,7 +93,7 @@ def test_bad_block_is_one_line_error_before_model(block: object, tmp_path: Path,
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("medm2g_cli.api.load_model", boom)
+    monkeypatch.setattr("medm2g_cli.api.session.load_model", boom)
     w = _with_block(tiny_weights, tmp_path / "w", block)
     with pytest.raises(SystemExit) as exc:
         run(["translate", "mri2ct", str(t1), "-o", str(tmp_path / "o.nii.gz"), "--weights", str(w)])

@@ -2,7 +2,7 @@
 
 The engine's :meth:`MedM2G.generate_joint` denoises both latents together, each branch attending to
 the other's current latent, so the X-ray and the report are drawn as a pair rather than one after
-the other. This module is the typed API around it (re-exported by :mod:`medm2g_cli.api`); it follows
+the other. This module is the typed API around it; it follows
 ``generate_images``: checks before any model work, one atomic output folder, a run report.
 """
 
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from .runtime import InferenceSettings, Log
+from .. import __version__
+from ..errors import ConfigError
+from ..inference.provenance import sha256_path, write_json
+from ..inference.runtime import InferenceSettings, Log, weights_hash
+from ..io.atomic import atomic_dir, check_output
+from .generate import check_prompt
+from .results import ImageReportResult, ReportPair
+from .session import Session, nolog, provenance_text
 
 JOINT_IMAGES = ("xray",)
 """Image targets ``generate <image>+report`` accepts (the chest branch is the one trained with reports)."""
-
-
-def _nolog(_: str) -> None:
-    return None
 
 
 def generate_image_report(
@@ -33,8 +35,8 @@ def generate_image_report(
     decoding: str = "greedy",
     num_beams: int = 4,
     overwrite: bool = False,
-    log: Log = _nolog,
-) -> dict[str, Any]:
+    log: Log = nolog,
+) -> ImageReportResult:
     """Generate ``num`` (image, report) pairs together from a text prompt.
 
     Writes ``out_dir`` atomically: ``<image>_NNN.png`` (or ``.dcm`` Secondary Capture marked synthetic)
@@ -42,16 +44,10 @@ def generate_image_report(
     ``contact_sheet.png``, ``generate.json`` (prompt, settings, files) and ``run_report.json``.
     The same seed gives byte-identical PNG and text files.
     """
-    from .. import __version__
-    from ..api import Session, _check_prompt, _provenance
     from ..engine import Condition, generate_joint
-    from ..errors import ConfigError
-    from ..io.atomic import atomic_dir, check_output
+    from ..inference.dicom_out import sc_run
+    from ..inference.images import check_image_options, write_generated
     from ..report.preview import contact_sheet, to_uint8
-    from .dicom_out import sc_run
-    from .images import check_image_options, write_generated
-    from .provenance import sha256_path, write_json
-    from .runtime import weights_hash
 
     image = image.lower().strip()
     if image not in JOINT_IMAGES:
@@ -62,7 +58,7 @@ def generate_image_report(
         raise ConfigError(f"unknown decoding '{decoding}'", "use greedy or beam")
     if num_beams < 1:
         raise ConfigError(f"--num-beams {num_beams} is not positive", "use 1 or more")
-    text = _check_prompt(prompt)
+    text = check_prompt(prompt)
     sess = Session.open(settings, ["text", image], log)
     check_output(out_dir, overwrite)
     model = sess.load()
@@ -74,21 +70,21 @@ def generate_image_report(
     imgs = pair[image].float().cpu().numpy()[:, 0]  # type: ignore[union-attr]
     reports = [str(r) for r in pair["text"]]
     files: list[str] = []
-    entries: list[dict[str, str]] = []
+    entries: list[ReportPair] = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         previews, mapping, sc_ids = [], None, sc_run(sess.weights)  # one study and series per run
         for i, (img, rep_text) in enumerate(zip(imgs, reports, strict=True)):
             name = f"{image}_{i:03d}"
             file, mapping = write_generated(img, image, tmp, name, fmt, description=f"SYNTHETIC {image}: {text}",
-                                            derivation=_provenance(f"{image}+report", ["text"], sess),
+                                            derivation=provenance_text(f"{image}+report", ["text"], sess),
                                             instance=i + 1, sc_ids=sc_ids)
             files.append(file)
             (tmp / f"{name}.txt").write_text(rep_text + "\n", encoding="utf-8")
             files.append(f"{name}.txt")
-            entries.append({"image": files[-2], "report_file": f"{name}.txt", "report": rep_text})
+            entries.append(ReportPair(files[-2], f"{name}.txt", rep_text))
             previews.append(to_uint8(img, (-1.0, 1.0)))
         contact_sheet(previews, tmp / "contact_sheet.png", overwrite=True)
-        write_json({"prompt": text, "pairs": entries, "synthetic": True}, tmp / "reports.json")
+        write_json({"prompt": text, "pairs": [e.as_dict() for e in entries], "synthetic": True}, tmp / "reports.json")
         sidecar = {"prompt": text, "target": f"{image}+report", "num": num, "format": fmt, "decoding": decoding,
                    "num_beams": num_beams, "size": model.image_size, "files": files, "intensity_mapping": mapping,
                    "settings": sess.settings.as_dict(), "synthetic": True, "medm2g": __version__,
@@ -98,6 +94,4 @@ def generate_image_report(
                                                "files": files, "reports": reports})
         rep["outputs"] = [{"path": str(out_dir / f), "sha256": sha256_path(tmp / f)} for f in files]
         write_json(rep, tmp / "run_report.json")
-    rep["out_dir"] = str(out_dir)
-    rep["pairs"] = entries
-    return rep
+    return ImageReportResult(rep, out_dir, tuple(files), pairs=tuple(entries))

@@ -1,7 +1,8 @@
 """The processing step of ``medm2g dicom-node``: translate one received DICOM series with the
 ``translate`` API and return the derived DICOM files to forward.
 
-The model is loaded per series through :func:`medm2g_cli.api.translate_path`, so the node writes
+The model is loaded per series through :func:`medm2g_cli.api.translate_path` (this module sits in
+``api/`` because it runs the API; ``inference/`` stays below it), so the node writes
 exactly what ``medm2g translate SERIES_DIR -o OUT`` writes (derived series in the source study,
 SyntheticData YES, run report). Stopping is checked between slice batches.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .runtime import InferenceSettings, Log
+from ..inference.runtime import InferenceSettings, Log
 
 
 def translate_series(direction: str, settings: InferenceSettings, *, samples: int = 1, axis: str = "axial",
@@ -19,7 +20,7 @@ def translate_series(direction: str, settings: InferenceSettings, *, samples: in
     """A node ``process(series_dir, out_dir, check_stop)`` callback running ``translate DIRECTION``."""
 
     def process(series_dir: Path, out_dir: Path, check_stop: Callable[[], None]) -> list[Path]:
-        from ..api import translate_path
+        from .translate import translate_path
 
         def progress(done: int, total: int) -> None:
             check_stop()  # raises NodeStopping between batches: the series is dropped, never half-sent
@@ -28,8 +29,8 @@ def translate_series(direction: str, settings: InferenceSettings, *, samples: in
         rep = translate_path(direction, series_dir, out_dir / "derived", settings=settings, samples=samples,
                              axis=axis, log=log or (lambda _: None), progress=progress)
         files: list[Path] = []
-        for case in rep["cases"]:
-            for f in map(Path, case["files"]):
+        for case in rep.cases:
+            for f in case.files:
                 if f.is_dir():  # DICOM series folders (the mean, and the std map with samples > 1)
                     files += sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith("."))  # not .medm2g
                 elif f.suffix.lower() == ".dcm":  # a single-file DICOM output (e.g. a parametric map)
