@@ -5,9 +5,11 @@ the prepared training data): for each image key (an MRI contrast, ``ct``, ``xray
 model of a per-slice summary of the autoencoder's latents, and the distribution of the per-slice
 distance on the training slices themselves.
 
-* Summary of one slice (``D`` numbers): per latent channel its mean and standard deviation, and
-  its average over a ``POOL x POOL`` grid (where the anatomy lies, coarsely). For the demo model
-  (4 channels) ``D = 72``.
+* Summary of one slice (``D = 9 C`` numbers for ``C`` latent channels): per channel its mean,
+  standard deviation, 5/25/50/75/95th percentiles and its mean absolute difference between
+  neighbours along each axis (texture). It ignores where in the frame the anatomy lies: measured on
+  the demo model, a summary with a pooled spatial grid was dominated by the slice position and let a
+  T2 pass as a T1, this one separates them (see the model card).
 * Gaussian model: probabilistic PCA (Tipping & Bishop 1999) — the mean, the ``COMPONENTS`` leading
   principal axes with their variances, and one variance ``sigma2`` for the rest — so the file stays
   small while the distance still sees every direction.
@@ -37,7 +39,7 @@ from .applicability import Applicability, refuse, warning_line
 
 REFERENCE_FILE = "latent_reference.json"
 FORMAT_VERSION = 1
-POOL = 4
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 COMPONENTS = 12
 # The warn threshold: this percentile of the training slices' own distances. A typical input's
 # median slice sits near the training median, so only inputs most of whose slices are stranger
@@ -63,15 +65,16 @@ def reference_key(name: str) -> str:
 
 
 def slice_features(z: Any) -> np.ndarray:
-    """Latents [B, C, h, w] (tensor) -> summaries [B, D] (float64): per channel mean, std and the
-    ``POOL x POOL`` average grid."""
-    import torch.nn.functional as F  # noqa: N812
+    """Latents [B, C, h, w] (tensor) -> summaries [B, 9 C] (float64): per channel the mean, std,
+    5/25/50/75/95th percentiles and the mean absolute difference of neighbours along each axis."""
+    import torch
 
     z = z.detach().float().cpu()
-    pooled = F.adaptive_avg_pool2d(z, POOL).flatten(1)
     flat = z.flatten(2)
-    feats = np.concatenate([flat.mean(2).numpy(), flat.std(2).numpy(), pooled.numpy()], axis=1)
-    return feats.astype(np.float64)
+    q = torch.quantile(flat, torch.tensor(QUANTILES), dim=2).permute(1, 2, 0).flatten(1)
+    gy = (z[..., 1:, :] - z[..., :-1, :]).abs().flatten(2).mean(2)
+    gx = (z[..., 1:] - z[..., :-1]).abs().flatten(2).mean(2)
+    return torch.cat([flat.mean(2), flat.std(2), q, gy, gx], 1).double().numpy()
 
 
 def fit(features: np.ndarray, components: int = COMPONENTS) -> dict[str, Any]:
@@ -268,8 +271,8 @@ def calibrate(weights: Path, data: Sequence[Path], *, overwrite: bool = False, d
         entries[key] = fit(np.concatenate(feats, 0))
         log(f"{key}: {pick.size} slices, distance p50 {entries[key]['percentiles']['50']:.2f}, "
             f"p{THRESHOLD_PERCENTILE:g} {threshold(entries[key]):.2f}")
-    ref = {"format_version": FORMAT_VERSION, "summary": {"pool": POOL, "components": COMPONENTS,
-                                                       "features": "per-channel mean, std, pooled grid"},
+    ref = {"format_version": FORMAT_VERSION, "summary": {"quantiles": list(QUANTILES), "components": COMPONENTS,
+                                                       "features": "per channel: mean, std, quantiles, mean |grad| y, x"},
            "threshold_percentile": THRESHOLD_PERCENTILE,
            "data": [d.name for d in map(Path, data)], "weights_sha256": weights_fingerprint(weights), "keys": entries}
     with atomic_path(out, overwrite=overwrite) as tmp:
