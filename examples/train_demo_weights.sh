@@ -90,5 +90,7 @@ cp -r "$WORK/run-ctv/model" "$OUT.tmp"
 [ -f "$OUT/README.md" ] && cp "$OUT/README.md" "$OUT.tmp/README.md"  # keep the model card
 echo "{\"training_seconds\": $((end - start)), \"cpu_cores\": $(nproc)}" > "$WORK/training_time.json"
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
+# the training latents' statistics, for the applicability guard's latent distance check (records its sha256)
+$MEDM2G weights calibrate "$OUT" --data "$WORK/brain128all"
 $MEDM2G weights verify "$OUT"
 echo "trained in $((end - start)) s -> $OUT"

@@ -185,6 +185,10 @@ def run_case(sess: Session, vol: Volume | Sequence[Volume], names: Sequence[str]
 
     vols: list[Volume] = list(vol) if isinstance(vol, (list, tuple)) else [cast(Volume, vol)]  # one volume
     model = sess.load()
+    if guard is not None:  # the latent check needs the model, and runs before any sampling
+        from ..inference.latent_check import screen_latents
+
+        screen_latents(guard, model, sess.weights, list(zip(names, vols, strict=True)), axis=axis, log=sess.log)
     bs = sess.batch_size(samples)
     sources = [Source(n, v, w) for n, v, w in zip(names, vols, weights, strict=True)]
     res = translate_sources(model, sources, target, sample=sess.sample_config(), samples=samples,

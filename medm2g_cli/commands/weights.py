@@ -1,5 +1,6 @@
 """``medm2g weights``: create (``init``), describe (``inspect``), check (``verify``), combine (``merge``),
-install into the per-user data folder (``install``) and archive (``export``) model folders."""
+install into the per-user data folder (``install``), archive (``export``) model folders and store the
+training latents' statistics in them (``calibrate``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from ._common import JsonOut, Overwrite, console, print_json
+from .. import choices
+from ..choices import value
+from ._common import Device, JsonOut, Overwrite, console, print_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -19,7 +22,8 @@ EPILOG = (
     "  medm2g weights verify weights/tiny\n\n"
     "  medm2g weights merge runs/brain/model --take unet_text=runs/chest/model -o weights/merged\n\n"
     "  medm2g weights export weights/medm2g-demo -o medm2g-demo.tar      (carry it to an offline machine)\n\n"
-    "  medm2g weights install medm2g-demo.tar          (into $MEDM2G_HOME/models/; the first one is the default)"
+    "  medm2g weights install medm2g-demo.tar          (into $MEDM2G_HOME/models/; the first one is the default)\n\n"
+    "  medm2g weights calibrate weights/medm2g-demo --data demo-data/brain128all --data demo-data/chest128"
 )
 
 Local = Annotated[Path | None, typer.Option(show_default=False)]
@@ -204,8 +208,30 @@ def merge(
         console().print(f"wrote {output}: {', '.join(takes)} taken into {base}")
 
 
+def calibrate(
+    path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model folder.")],
+    data: Annotated[list[Path], typer.Option("--data", help="Prepared folder (medm2g prepare/phantom) the model was trained on; repeat. Its train split is used.")],
+    max_slices: Annotated[int, typer.Option("--max-slices", help="Slices encoded per modality/contrast (evenly spaced).")] = 1500,
+    device: Device = choices.Device.cpu,
+    overwrite: Overwrite = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Store the training latents' statistics in the model folder (latent_reference.json), for the
+    applicability guard's latent distance check; its sha256 is recorded in medm2g.json."""
+    from ..inference.latent_check import calibrate as run_calibration
+
+    with console().status(f"encoding the training slices of {', '.join(str(d) for d in data)}"):
+        info = run_calibration(path, data, overwrite=overwrite, device=value(device), max_slices=max_slices,
+                               log=console().print)
+    if json_out:
+        print_json(info)
+    else:
+        console().print(f"wrote {info['path']} ({', '.join(f'{k}: {n} slices' for k, n in info['keys'].items())}; "
+                        f"{info['seconds']:.0f} s)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``medm2g weights init|inspect|verify|merge|install|export``."""
+    """Add ``medm2g weights init|inspect|verify|merge|install|export|calibrate``."""
     sub = typer.Typer(help="Create, inspect and verify model folders (offline; safetensors only).", epilog=EPILOG,
                       no_args_is_help=True)
     sub.command("init", epilog=EPILOG)(init)
@@ -214,4 +240,5 @@ def register(app: typer.Typer) -> None:
     sub.command("merge")(merge)
     sub.command("install")(install)
     sub.command("export")(export)
+    sub.command("calibrate")(calibrate)
     app.add_typer(sub, name="weights")

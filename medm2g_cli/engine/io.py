@@ -32,7 +32,7 @@ import torch
 from .. import __version__
 from ..config import ModelConfig
 from ..errors import WeightsError
-from ..io.atomic import atomic_dir
+from ..io.atomic import atomic_dir, atomic_path
 
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -155,6 +155,16 @@ def verify_folder(path: Path) -> dict[str, list[str]]:
         "unexpected": sorted(k for k in present if k not in recorded and k != "README.md"),
         "pickled": find_pickles(path),
     }
+
+
+def add_file_hash(path: Path, rel: str) -> None:
+    """Record the sha256 of a file added to a saved model folder (the latent reference of ``medm2g
+    weights calibrate``) in its ``medm2g.json``, atomically, so ``weights verify``/``install``/``export``
+    check and carry it. Other entries keep their order and bytes."""
+    meta = read_meta(path)
+    meta.setdefault("sha256", {})[rel] = sha256_file(path / rel)
+    with atomic_path(path / "medm2g.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_model(cls: Any, path: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

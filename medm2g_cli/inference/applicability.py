@@ -16,9 +16,11 @@ when K > 1 samples are drawn, of the K-sample spread (after sampling):
   pixels), and the slice thickness;
 * after sampling: the mean per-voxel std of K samples inside the head, relative to the output range.
 
-What it does not check (yet): the distance of the encoded latents from the training latents (the
-model folder stores no reference latent statistics). A CT given as MRI is refused earlier, with an
-error, by :func:`medm2g_cli.inference.modality_check.check_modality`.
+* latent distance (after the model is loaded, before sampling; needs ``latent_reference.json`` in
+  the model folder, else listed in ``not_checked``): :mod:`medm2g_cli.inference.latent_check`.
+
+A CT given as MRI is refused earlier, with an error, by
+:func:`medm2g_cli.inference.modality_check.check_modality`.
 
 Every check yields a deviation ``d`` scaled so that ``d > 1`` is outside the training range; the
 score is ``1 / (1 + max d)`` (1 = typical, below 0.5 = warn), so ``warn`` iff some ``d > 1``.
@@ -100,6 +102,8 @@ XRAY_MODALITIES = ("CR", "DX", "RG", "DR", "OT")
 # recalibrate it when the model changes.
 MAX_SPREAD = 0.006
 
+NOT_CHECKED = "latent distance (no latent_reference.json in the model folder: `medm2g weights calibrate`)"
+
 
 @dataclass
 class Applicability:
@@ -109,6 +113,8 @@ class Applicability:
     label: str = "input"
     reasons: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False  # refuse (raise) instead of warning: the post-load latent check needs to know
+    not_checked: list[str] = field(default_factory=lambda: [NOT_CHECKED])
 
     def add(self, key: str, deviation: float, reason: str | None = None) -> None:
         """Record one check; ``reason`` is kept only when the check is outside the range (d > 1)."""
@@ -137,7 +143,7 @@ class Applicability:
         """The run report entry."""
         return {"verdict": self.verdict, "score": self.score, "reasons": list(self.reasons),
                 "checks": dict(self.deviations), "stats": dict(self.stats),
-                "not_checked": ["latent distance (no reference latent statistics in the model folder)"]}
+                "not_checked": list(self.not_checked)}
 
 
 def foreground(array: np.ndarray, modality: str) -> np.ndarray:
@@ -270,7 +276,7 @@ def screen(inputs: list[tuple[str, Volume]], label: str, *, axis: str, image_siz
            log: Any) -> Applicability:
     """Pre-sampling guard of one case (one or more named inputs): with ``strict`` a warn raises
     :class:`OutOfDomainError`; otherwise it prints one ``warning:`` line. Returns the record."""
-    res = Applicability(label=label)
+    res = Applicability(label=label, strict=strict)
     for name, vol in inputs:
         res.merge(assess_input(vol, name, axis=axis, image_size=image_size),
                   prefix=f"{name}: " if len(inputs) > 1 else "")
