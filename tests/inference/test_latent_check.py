@@ -149,7 +149,7 @@ def test_translate_records_the_check_and_strict_refuses_before_sampling(
     def no_sampling(*args: object, **kwargs: object) -> None:
         raise AssertionError("sampling started")
 
-    monkeypatch.setattr("medm2g_cli.engine.MedM2G.generate", no_sampling)
+    monkeypatch.setattr("medm2g_cli.engine.generate", no_sampling)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         run(["translate", "mri2ct", str(odd), "-o", str(tmp_path / "c.nii.gz"), "--weights", str(calibrated),
