@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 
 
+def test_default_demo_is_large_enough_to_tell_a_win_from_luck(tmp_path):
+    from medm2g_cli.demo import DemoSettings
+
+    s = DemoSettings(out=tmp_path)
+    assert s.brain_subjects >= 3 and s.chest_studies >= 30  # issue 18's minimum
+
+
 @pytest.mark.timeout(900)
 def test_demo_runs_end_to_end_and_exits_nonzero_when_a_check_fails(tmp_path, capsys):
     import torch
@@ -30,7 +37,13 @@ def test_demo_runs_end_to_end_and_exits_nonzero_when_a_check_fails(tmp_path, cap
         assert key in m
     assert m["mri2ct"]["global_map_mae_hu"] > 0 and np.isfinite(m["mri2ct"]["model_mae_hu"])
     assert m["xray_generation"]["images"] == 6 and m["xray_generation"]["chance"] == pytest.approx(1 / 6)
-    assert m["report"]["studies"] == 3
+    assert m["report"]["studies"] == 3 and len(m["report"]["per_study"]) == 3
+    for task in ("mri2ct", "synthesis"):  # issue 18: through-plane consistency, per subject and as the mean
+        t = m[task]
+        assert t["subjects"][0]["truth_through_plane_dz"] > 0 and np.isfinite(t["subjects"][0]["through_plane_dz"])
+        assert t["through_plane_ratio"] == pytest.approx(t["subjects"][0]["through_plane_ratio"])
+        assert isinstance(t["through_plane_within_target"], bool)
+    assert "through_plane" not in json.dumps(m["checks"])  # information, not a check
     html = (out / "index.html").read_text()
     for img in Path(out / "img").glob("*.png"):
         assert img.name in html

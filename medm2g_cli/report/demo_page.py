@@ -54,18 +54,22 @@ def demo_html(m: dict[str, Any]) -> str:
     parts.append("<h2>MRI &rarr; CT (translate mri2ct)</h2><p>Columns: T1 input | CT output | CT truth | |error| | "
                  f"uncertainty (std of {m['settings']['samples']} samples). MAE in HU inside the head; baseline: "
                  f"{e(t['baseline'])}.</p>")
-    parts.append(table(["subject", "model MAE (HU)", "global map MAE (HU)", "autoencoder alone (floor)"],
-                       [[r["subject"], r["model_mae_hu"], r["global_map_mae_hu"], r["autoencoder_mae_hu"]]
+    parts.append(table(["subject", "model MAE (HU)", "global map MAE (HU)", "autoencoder alone (floor)", *_DZ_HEAD],
+                       [[r["subject"], r["model_mae_hu"], r["global_map_mae_hu"], r["autoencoder_mae_hu"], *_dz(r)]
                         for r in t["subjects"]]
-                       + [["mean", t["model_mae_hu"], t["global_map_mae_hu"], t["autoencoder_mae_hu"]]]))
+                       + [["mean", t["model_mae_hu"], t["global_map_mae_hu"], t["autoencoder_mae_hu"], *_dz(t)]]))
+    parts.append(_through_plane_note(t))
     parts += [f"<img src='img/mri2ct_{r['subject']}.png' alt='mri2ct {e(r['subject'])}'>" for r in t["subjects"]]
     sy = m["synthesis"]
     parts.append("<h2>T1 + T2 &rarr; PD (synthesize)</h2><p>Columns: T1 | T2 | PD output | PD truth | |error| | "
                  f"uncertainty. PSNR, {e(sy['protocol'])}.</p>")
-    parts.append(table(["subject", "model PSNR", "copy closest input", "global map PSNR", "autoencoder alone (ceiling)"],
+    parts.append(table(["subject", "model PSNR", "copy closest input", "global map PSNR", "autoencoder alone (ceiling)",
+                        *_DZ_HEAD],
                        [[r["subject"], r["model_psnr"], f"{r['copy_psnr']:.3f} ({r['copied']})", r["global_map_psnr"],
-                         r["autoencoder_psnr"]] for r in sy["subjects"]]
-                       + [["mean", sy["model_psnr"], sy["copy_psnr"], sy["global_map_psnr"], sy["autoencoder_psnr"]]]))
+                         r["autoencoder_psnr"], *_dz(r)] for r in sy["subjects"]]
+                       + [["mean", sy["model_psnr"], sy["copy_psnr"], sy["global_map_psnr"], sy["autoencoder_psnr"],
+                           *_dz(sy)]]))
+    parts.append(_through_plane_note(sy))
     parts += [f"<img src='img/synth_{r['subject']}.png' alt='synthesis {e(r['subject'])}'>" for r in sy["subjects"]]
     g = m["xray_generation"]
     parts.append(f"<h2>Text &rarr; X-ray (generate xray)</h2><p>Finding recovered from the generated images by the "
@@ -85,3 +89,16 @@ def demo_html(m: dict[str, Any]) -> str:
     parts.append(f"<pre>{e(m['eval']['markdown'])}</pre>")
     parts.append(f"<p>Finished in {m['seconds']} s.</p></body></html>")
     return "\n".join(parts)
+
+
+_DZ_HEAD = ["through-plane |dz| output / truth", "autoencoder alone / truth"]
+
+
+def _dz(row: dict[str, Any]) -> list[float]:
+    return [row["through_plane_ratio"], row["autoencoder_through_plane_ratio"]]
+
+
+def _through_plane_note(t: dict[str, Any]) -> str:
+    ok = "<span class='ok'>within</span>" if t["through_plane_within_target"] else "<span class='bad'>outside</span>"
+    return (f"<p>Through-plane consistency ({html.escape(t['through_plane'])}): {t['through_plane_ratio']:.3f}, "
+            f"{ok} issue 18's target ({html.escape(t['through_plane_target'])}); information, not one of the checks.</p>")

@@ -23,3 +23,22 @@ def test_mae_hu_only_counts_the_mask():
     assert mae_hu(pred, ref, mask) == 0.0
     mask[0, 0, 0] = True
     assert mae_hu(pred, ref, mask) == 100.0 / mask.sum()
+
+
+def test_through_plane_delta_measures_slice_to_slice_jumps_inside_the_mask():
+    from medm2g_cli.metrics.volume import through_plane_delta, through_plane_ratio
+
+    z = np.arange(7, dtype=np.float32)
+    ramp = np.broadcast_to(2.0 * z, (4, 5, 7)).copy()  # smooth anatomy: +2 per slice
+    mask = np.ones(ramp.shape, bool)
+    assert through_plane_delta(ramp, mask) == 2.0
+    jumpy = ramp + np.where(z % 2 == 0, 0.0, 6.0)  # the same anatomy with alternate slices offset
+    assert through_plane_delta(jumpy, mask) == 6.0  # |2 + 6|, |2 - 6|, ... -> 8, 4, 8, 4, 8, 4
+    r = through_plane_ratio(jumpy, ramp, mask)
+    assert r == {"output": 6.0, "truth": 2.0, "ratio": 3.0}
+    # only pairs with both voxels inside the mask count: a jump into the background is not scored
+    outside = ramp.copy()
+    outside[:, :, 6] = 1000.0
+    mask[:, :, 6] = False
+    assert through_plane_delta(outside, mask) == 2.0
+    assert np.isnan(through_plane_delta(ramp, np.zeros(ramp.shape, bool)))
