@@ -112,6 +112,7 @@ def run_demo(settings: DemoSettings, step: Step = lambda _: None) -> dict[str, A
         }
         metrics["passed"] = all(metrics["checks"].values())
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
+        metrics["stage_seconds"] = dict(settings.timings)  # where the time went (the 10-minute budget of issue 18)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / "index.html").write_text(demo_html(metrics), encoding="utf-8")
         # the working data (volumes) stays out of the result folder's top level but is kept for inspection
