@@ -1,5 +1,5 @@
 """The figures of ``make bench`` (issue 10; figure 8: issue 20). Each returns a JSON-ready dict and is
-named by what it measures (:data:`FIGURES`; the numbers 1-8 of the README stay valid aliases).
+named by what it measures (the list, numbers and sizes: :mod:`bench.registry`).
 
 Every figure is a ratio against a baseline measured in the same run (these machines are noisy),
 the median of several runs. Sizes are kept small where the ratio does not depend on them; each
@@ -14,14 +14,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .common import median, medians
-from .speed_figure import default_sampling_vs_ddim50
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -501,52 +499,3 @@ def unet_flops(size: dict[str, Any]) -> dict[str, Any]:
     out["settings"] = {"attention_for_counting": "AttnProcessor (bmm); SDPA is invisible to the counter on CPU",
                        "timing_attention": "AttnProcessor2_0 (SDPA)", "precision": "fp32", "device": "cpu"}
     return out
-
-
-FIGURES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    # name (what the figure measures; the key in bench/results.json) -> function. The order gives the
-    # figure numbers the README's table and ``--only 1,3`` use.
-    "translate_throughput": translate_throughput,  # 1
-    "peak_memory_vs_slices": peak_memory_vs_slices,  # 2
-    "help_startup_time": help_startup_time,  # 3
-    "dicom_read_time": dicom_read_time,  # 4
-    "training_throughput": training_throughput,  # 5
-    "ddim50_vs_dpm20": ddim50_vs_dpm20,  # 6
-    "unet_flops": unet_flops,  # 7
-    "default_sampling_vs_ddim50": default_sampling_vs_ddim50,  # 8: bench/speed_figure.py (issue 20)
-}
-NUMBERS: dict[str, str] = {str(i): name for i, name in enumerate(FIGURES, 1)}
-"""Figure number -> name."""
-
-
-def figure_name(key: str) -> str | None:
-    """The figure's name for a number (``"3"``) or a name; None when there is no such figure."""
-    key = key.strip()
-    return NUMBERS.get(key) or (key if key in FIGURES else None)
-
-
-SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    # make bench: the ratios at sizes that finish in a few minutes on 2 cores
-    "default": {
-        "translate_throughput": {"preset": "small", "slices": 16, "steps": 5, "runs": 3},
-        "peak_memory_vs_slices": {"side": 512, "small": 30, "big": 300, "steps": 1, "batch": 8, "runs": 1},
-        "help_startup_time": {"runs": 5},
-        "dicom_read_time": {"side": 512, "slices": 64, "runs": 5},  # a CT series: 512 x 512 slices
-        "training_throughput": {"preset": "small", "steps": 20, "batch": 8, "runs": 5},  # 4-step runs were noise (0.84-1.06)
-        "ddim50_vs_dpm20": {"preset": "small", "slices": 4, "ddim_steps": 50, "dpm_steps": 20, "runs": 2},
-        "unet_flops": {"presets": ["tiny", "small", "full"], "timed": ["tiny", "small"], "batch": 4, "runs": 3},
-        "default_sampling_vs_ddim50": {"slices": 8, "runs": 3, "ref_runs": 2},  # demo weights; 8 of the head's 95 slices
-    },
-    # tests: every code path, tiny sizes
-    "quick": {
-        "translate_throughput": {"preset": "tiny", "slices": 3, "steps": 2, "runs": 1},
-        "peak_memory_vs_slices": {"side": 64, "small": 3, "big": 6, "steps": 1, "batch": 2, "runs": 1},
-        "help_startup_time": {"runs": 1},
-        "dicom_read_time": {"side": 32, "slices": 4, "runs": 1},
-        "training_throughput": {"preset": "tiny", "steps": 1, "batch": 2, "runs": 1},
-        "ddim50_vs_dpm20": {"preset": "tiny", "slices": 2, "ddim_steps": 2, "dpm_steps": 2, "runs": 1},
-        "unet_flops": {"presets": ["tiny"], "timed": ["tiny"], "batch": 2, "runs": 1},
-        "default_sampling_vs_ddim50": {"preset": "tiny", "slices": 3, "runs": 1, "ref_runs": 1, "sampling": {"sampler": "dpm++", "steps": 2},
-              "reference": {"sampler": "ddim", "steps": 3, "eta": 1.0}},
-    },
-}

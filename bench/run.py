@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.common import machine, versions
-    from bench.figures import FIGURES, NUMBERS, SIZES, figure_name
+    from bench.registry import FIGURES, NUMBERS, SIZES, figure_name
     from medm2g_cli.io.atomic import atomic_path
 
     if args.threads:

@@ -45,7 +45,7 @@ def test_run_quick_writes_every_in_process_figure(tmp_path: Path) -> None:
 
 
 def test_only_refuses_unknown_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.figures import figure_name
+    from bench.registry import figure_name
     from bench.run import main
 
     assert figure_name("3") == figure_name("help_startup_time") == "help_startup_time"
