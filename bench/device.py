@@ -15,7 +15,7 @@ Measured (random-init weights, no downloads):
 3. Training samples/s of the medm2g loop (Accelerate, bf16 autocast) vs a plain diffusers loop on
    the same UNet; MFU with 3 x forward FLOPs per sample.
 4. ``make bench`` figure 8 for this preset (:func:`bench.speed_figure.device_figure`): the demo
-   model's recommended sampler settings vs ``--sampler ddim --steps 50 --eta 1`` on ``--fig8-slices``
+   model's recommended sampler settings vs ``--sampler ddim --steps 50 --eta 1`` on ``--sampling-slices``
    slices of the held-out phantom head, time ratio and per-stage breakdown (bf16 weights).
 
 Writes ``--out`` (default bench/device_results.json) and prints a summary.
@@ -91,14 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-steps", type=int, default=10)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--fig8-slices", type=int, default=24, help="phantom slices for figure 8 (default vs DDIM-50)")
+    ap.add_argument("--sampling-slices", type=int, default=24,
+                    help="phantom slices for figure 8 (default sampling vs DDIM-50)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak (default: from the GPU name)")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny preset, minimal sizes (tests the code path)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "device_results.json")
     args = ap.parse_args(argv)
     if args.dry_run:
         args.device, args.preset, args.batch, args.slices, args.steps = "cpu", "tiny", 2, 3, 2
-        args.train_batch, args.train_steps, args.iters, args.fig8_slices = 2, 1, 1, 2
+        args.train_batch, args.train_steps, args.iters, args.sampling_slices = 2, 1, 1, 2
 
     import numpy as np
     import torch
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     # 4. figure 8: the recommended sampler settings vs DDIM-50 (bf16, not compiled)
     from bench.speed_figure import device_figure
 
-    f8 = device_figure(args.preset, str(dev), args.fig8_slices, 1 if args.dry_run else 2, dry_run=args.dry_run)
-    out["fig8_default_vs_ddim50"] = f8
+    f8 = device_figure(args.preset, str(dev), args.sampling_slices, 1 if args.dry_run else 2, dry_run=args.dry_run)
+    out["default_sampling_vs_ddim50"] = f8
     log("figure 8: " + "; ".join(f"{t} {f8[t]['time_ratio']:.1f}x ({f8[t]['ddim50']['median_s']:.2f} -> "
                                   f"{f8[t]['default']['median_s']:.2f} s)" for t in ("translate", "synthesize")))
     out["total_s"] = time.perf_counter() - t_start

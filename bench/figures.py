@@ -1,4 +1,5 @@
-"""The figures of ``make bench`` (issue 10; figure 8: issue 20). Each returns a JSON-ready dict.
+"""The figures of ``make bench`` (issue 10; figure 8: issue 20). Each returns a JSON-ready dict and is
+named by what it measures (the list, numbers and sizes: :mod:`bench.registry`).
 
 Every figure is a ratio against a baseline measured in the same run (these machines are noisy),
 the median of several runs. Sizes are kept small where the ratio does not depend on them; each
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from .common import median, medians
-from .speed_figure import fig8_default_vs_ddim50
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def plain_translate_slice(model: Any, x: Any, sample: Any, seed: int) -> Any:
         return model.decode_image("ct", z)
 
 
-def fig1_translate_throughput(size: dict[str, Any]) -> dict[str, Any]:
+def translate_throughput(size: dict[str, Any]) -> dict[str, Any]:
     """Slices/s of ``translate_sources`` vs the plain per-slice loop (small preset, CPU, fp32)."""
     torch = _torch_setup()
     from medm2g_cli.config import SampleConfig
@@ -152,7 +152,7 @@ def _mem_child(side: int, n: int, steps: int, bs: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def fig2_peak_memory(size: dict[str, Any]) -> dict[str, Any]:
+def peak_memory_vs_slices(size: dict[str, Any]) -> dict[str, Any]:
     """Peak memory of translating side x side x big vs side x side x small (tiny preset, child processes).
 
     ``working`` = peak RSS during translation - RSS before it (model and input already loaded)
@@ -190,7 +190,7 @@ def fig2_peak_memory(size: dict[str, Any]) -> dict[str, Any]:
 # -- 3. CLI start-up ------------------------------------------------------------------------------------
 
 
-def fig3_help_time(size: dict[str, Any]) -> dict[str, Any]:
+def help_startup_time(size: dict[str, Any]) -> dict[str, Any]:
     """``medm2g --help`` wall time vs ``python -c "import torch"``."""
     exe = Path(sys.executable).parent / "medm2g"
     cli = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "medm2g_cli", "--help"]
@@ -214,7 +214,7 @@ def fig3_help_time(size: dict[str, Any]) -> dict[str, Any]:
 # -- 4. DICOM series reading ------------------------------------------------------------------------------
 
 
-def fig4_dicom_read(size: dict[str, Any]) -> dict[str, Any]:
+def dicom_read_time(size: dict[str, Any]) -> dict[str, Any]:
     """``medm2g_cli.io.read_volume`` vs SimpleITK ``ImageSeriesReader`` on a series written by medm2g."""
     import SimpleITK as sitk  # noqa: N813
 
@@ -372,7 +372,7 @@ def train_throughput(preset: str, steps: int, bs: int, runs: int, device: str = 
                          "mixed_precision": mixed_precision, "data": "cached latents (--cache-latents)"}}
 
 
-def fig5_train_throughput(size: dict[str, Any]) -> dict[str, Any]:
+def training_throughput(size: dict[str, Any]) -> dict[str, Any]:
     """Training samples/s, medm2g loop vs a plain diffusers loop on the same UNet (small preset, CPU)."""
     _torch_setup()
     r = train_throughput(size["preset"], size["steps"], size["batch"], size["runs"])
@@ -395,7 +395,7 @@ def _model_for_quality(preset: str) -> tuple[Any, str]:
     return MedM2G.from_preset(preset, seed=0, modalities=("ct", "mri")).eval(), "random-init"
 
 
-def fig6_samplers(size: dict[str, Any]) -> dict[str, Any]:
+def ddim50_vs_dpm20(size: dict[str, Any]) -> dict[str, Any]:
     """Time and PSNR of DDIM-50 vs DPM-Solver++-20 translating phantom T1 slices to CT."""
     _torch_setup()
     from medm2g_cli.config import SampleConfig
@@ -479,7 +479,7 @@ def count_unet_flops(cfg: Any, device: str = "meta") -> int:
     return int(counter.get_total_flops())
 
 
-def fig7_flops(size: dict[str, Any]) -> dict[str, Any]:
+def unet_flops(size: dict[str, Any]) -> dict[str, Any]:
     """GFLOP per UNet evaluation per preset (counted on the meta device) and achieved GFLOP/s on CPU."""
     torch = _torch_setup()
     from medm2g_cli.config import model_preset
@@ -506,41 +506,3 @@ def fig7_flops(size: dict[str, Any]) -> dict[str, Any]:
     out["settings"] = {"attention_for_counting": "AttnProcessor (bmm); SDPA is invisible to the counter on CPU",
                        "timing_attention": "AttnProcessor2_0 (SDPA)", "precision": "fp32", "device": "cpu"}
     return out
-
-
-FIGURES = {
-    "1": fig1_translate_throughput,
-    "2": fig2_peak_memory,
-    "3": fig3_help_time,
-    "4": fig4_dicom_read,
-    "5": fig5_train_throughput,
-    "6": fig6_samplers,
-    "7": fig7_flops,
-    "8": fig8_default_vs_ddim50,  # bench/speed_figure.py (issue 20)
-}
-
-SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    # make bench: the ratios at sizes that finish in a few minutes on 2 cores
-    "default": {
-        "1": {"preset": "small", "slices": 16, "steps": 5, "runs": 3},
-        "2": {"side": 512, "small": 30, "big": 300, "steps": 1, "batch": 8, "runs": 1},
-        "3": {"runs": 5},
-        "4": {"side": 512, "slices": 64, "runs": 5},  # a CT series: 512 x 512 slices
-        "5": {"preset": "small", "steps": 20, "batch": 8, "runs": 5},  # 4-step runs were noise (0.84-1.06)
-        "6": {"preset": "small", "slices": 4, "ddim_steps": 50, "dpm_steps": 20, "runs": 2},
-        "7": {"presets": ["tiny", "small", "full"], "timed": ["tiny", "small"], "batch": 4, "runs": 3},
-        "8": {"slices": 8, "runs": 3, "ref_runs": 2},  # demo weights; 8 of the head's 95 slices
-    },
-    # tests: every code path, tiny sizes
-    "quick": {
-        "1": {"preset": "tiny", "slices": 3, "steps": 2, "runs": 1},
-        "2": {"side": 64, "small": 3, "big": 6, "steps": 1, "batch": 2, "runs": 1},
-        "3": {"runs": 1},
-        "4": {"side": 32, "slices": 4, "runs": 1},
-        "5": {"preset": "tiny", "steps": 1, "batch": 2, "runs": 1},
-        "6": {"preset": "tiny", "slices": 2, "ddim_steps": 2, "dpm_steps": 2, "runs": 1},
-        "7": {"presets": ["tiny"], "timed": ["tiny"], "batch": 2, "runs": 1},
-        "8": {"preset": "tiny", "slices": 3, "runs": 1, "ref_runs": 1, "sampling": {"sampler": "dpm++", "steps": 2},
-              "reference": {"sampler": "ddim", "steps": 3, "eta": 1.0}},
-    },
-}

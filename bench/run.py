@@ -1,7 +1,9 @@
 """``make bench``: the performance figures of issues 10 and 20, printed and written to bench/results.json.
 
-Usage: ``python bench/run.py [--only 1,3] [--quick] [--out PATH] [--threads N]``. ``--quick`` uses
-tiny sizes (the test suite runs it); the default sizes finish in a few minutes on 2 CPU cores.
+Usage: ``python bench/run.py [--only 1,help_startup_time] [--quick] [--out PATH] [--threads N]``.
+Figures are chosen by number (the README's table) or by name (what they measure; the keys of
+``figures`` in the JSON, each record also carries its ``figure`` number). ``--quick`` uses tiny
+sizes (the test suite runs it); the default sizes finish in a few minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -21,32 +23,32 @@ if str(ROOT) not in sys.path:
 
 
 def headline(key: str, r: dict[str, Any]) -> str:
-    """One line per figure for the printed table."""
+    """One line per figure (``key``: its name) for the printed table."""
     if "error" in r:
         return f"ERROR: {r['error']}"
     ok = "" if "pass" not in r else ("  PASS" if r["pass"] else "  FAIL")
-    if key == "1":
+    if key == "translate_throughput":
         return (f"medm2g {r['medm2g_slices_per_s']:.2f} vs plain {r['plain_slices_per_s']:.2f} slices/s"
                 f" -> ratio {r['ratio']:.2f} (target {r['target']}){ok}")
-    if key == "2":
+    if key == "peak_memory_vs_slices":
         w, t = r["working_mb"], r["peak_rss_total_mb"]
         ks = sorted(w, key=int)
         return (f"working MB {w[ks[1]]:.0f} vs {w[ks[0]]:.0f} -> ratio {r['ratio']:.2f} (target {r['target']}){ok};"
                 f" total RSS {t[ks[1]]:.0f} vs {t[ks[0]]:.0f} MB (ratio {r['ratio_total_rss']:.2f})")
-    if key == "3":
+    if key == "help_startup_time":
         return (f"--help {r['help_s']:.3f} s vs import torch {r['import_torch_s']:.3f} s -> ratio {r['ratio']:.2f}"
                 f" (target {r['target']}){ok}")
-    if key == "4":
+    if key == "dicom_read_time":
         return (f"medm2g {r['medm2g_s']:.3f} s vs SimpleITK {r['sitk_s']:.3f} s -> ratio {r['ratio']:.2f}"
                 f" (target {r['target']}){ok}")
-    if key == "5":
+    if key == "training_throughput":
         return (f"medm2g {r['medm2g_samples_per_s']:.1f} vs plain {r['plain_samples_per_s']:.1f} samples/s"
                 f" -> ratio {r['ratio']:.2f} (target {r['target']}){ok}")
-    if key == "6":
+    if key == "ddim50_vs_dpm20":
         return (f"DDIM-50 {r['ddim50']['median_s']:.2f} s vs DPM++-20 {r['dpm20']['median_s']:.2f} s -> time ratio"
                 f" {r['time_ratio']:.2f}; PSNR {r['ddim50']['psnr_db']:.2f} vs {r['dpm20']['psnr_db']:.2f} dB"
                 f" (diff {r['psnr_diff_db']:+.2f}; {r['weights']})")
-    if key == "7":
+    if key == "unet_flops":
         parts = []
         for p, row in r["presets"].items():
             s = f"{p} {row['gflop_per_eval']:.3g} GFLOP/eval"
@@ -54,7 +56,7 @@ def headline(key: str, r: dict[str, Any]) -> str:
                 s += f" @ {row['achieved_gflop_per_s']:.1f} GFLOP/s"
             parts.append(s)
         return "; ".join(parts)
-    if key == "8":
+    if key == "default_sampling_vs_ddim50":
         from bench.speed_figure import headline as speed_headline
 
         return speed_headline(r)
@@ -64,7 +66,7 @@ def headline(key: str, r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the figures, print the table, write the JSON; exit 1 if a figure failed to run."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", default="", help="comma-separated figure numbers (default: all)")
+    ap.add_argument("--only", default="", help="comma-separated figure numbers or names (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -73,16 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.common import machine, versions
-    from bench.figures import FIGURES, SIZES
+    from bench.registry import FIGURES, NUMBERS, SIZES, figure_name
     from medm2g_cli.io.atomic import atomic_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(FIGURES)
-    unknown = [k for k in keys if k not in FIGURES]
+    asked = [k.strip() for k in args.only.split(",") if k.strip()]
+    unknown = [k for k in asked if figure_name(k) is None]
     if unknown:
-        print(f"error: unknown figure(s) {', '.join(unknown)} — use 1..{len(FIGURES)}", file=sys.stderr)
+        print(f"error: unknown figure(s) {', '.join(unknown)} — use 1..{len(FIGURES)} or {', '.join(FIGURES)}",
+              file=sys.stderr)
         return 2
+    chosen = {figure_name(k) for k in asked}
+    keys = [k for k in FIGURES if k in chosen] if asked else list(FIGURES)
+    number = {name: n for n, name in NUMBERS.items()}
     sizes = SIZES["quick" if args.quick else "default"]
     results: dict[str, Any] = {
         "machine": machine(), "versions": versions(),
@@ -101,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             r = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         r["seconds"] = round(time.perf_counter() - t, 2)
-        results["figures"][k] = r
-        print(f"[{k}] {headline(k, r)}  ({r['seconds']:.0f} s)", flush=True)
+        results["figures"][k] = {"figure": int(number[k]), **r}
+        print(f"[{number[k]} {k}] {headline(k, r)}  ({r['seconds']:.0f} s)", flush=True)
     results["settings"]["total_s"] = round(time.perf_counter() - t_all, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out, overwrite=True) as tmp:

@@ -57,7 +57,7 @@ def _task(subj: Any, task: str, ks: np.ndarray) -> tuple[list[Any], str, np.ndar
 
 
 def _quality(task: str, pred: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> float:
-    from medm2g_cli.demo import mae_hu, psnr_volume
+    from medm2g_cli.metrics.volume import mae_hu, psnr_volume
 
     if task == "translate":
         return mae_hu(pred, ref, labels > 0)
@@ -128,7 +128,7 @@ def default_vs_ddim50(model: Any, sampling: dict[str, Any], subj: Any, *, slices
     return out
 
 
-def fig8_default_vs_ddim50(size: dict[str, Any]) -> dict[str, Any]:
+def default_sampling_vs_ddim50(size: dict[str, Any]) -> dict[str, Any]:
     """Default sampling vs ``--sampler ddim --steps 50 --eta 1`` on the held-out phantom head (CPU)."""
     import json
 

@@ -22,22 +22,37 @@ def test_run_quick_writes_every_in_process_figure(tmp_path: Path) -> None:
     from bench.run import main
 
     out = tmp_path / "results.json"
-    assert main(["--quick", "--only", "1,4,5,6,7,8", "--out", str(out)]) == 0
+    # figures chosen by number or by name alike; the JSON is keyed by name, each record carries its number
+    assert main(["--quick", "--only", "1,dicom_read_time,5,6,unet_flops,8", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert {"machine", "versions", "settings", "figures"} <= set(res)
     f = res["figures"]
-    assert set(f) == {"1", "4", "5", "6", "7", "8"} and not any("error" in v for v in f.values())
-    assert f["1"]["medm2g_slices_per_s"] > 0 and f["1"]["plain_slices_per_s"] > 0
-    assert f["4"]["same_voxels"]  # both readers decoded the same series
-    assert f["5"]["ratio"] > 0
-    assert f["6"]["ddim50"]["psnr_db"] > 0 and f["6"]["time_ratio"] > 0
-    assert f["7"]["presets"]["tiny"]["gflop_per_eval"] > 0
+    assert list(f) == ["translate_throughput", "dicom_read_time", "training_throughput", "ddim50_vs_dpm20",
+                       "unet_flops", "default_sampling_vs_ddim50"] and not any("error" in v for v in f.values())
+    assert [v["figure"] for v in f.values()] == [1, 4, 5, 6, 7, 8]
+    assert f["translate_throughput"]["medm2g_slices_per_s"] > 0 and f["translate_throughput"]["plain_slices_per_s"] > 0
+    assert f["dicom_read_time"]["same_voxels"]  # both readers decoded the same series
+    assert f["training_throughput"]["ratio"] > 0
+    assert f["ddim50_vs_dpm20"]["ddim50"]["psnr_db"] > 0 and f["ddim50_vs_dpm20"]["time_ratio"] > 0
+    assert f["unet_flops"]["presets"]["tiny"]["gflop_per_eval"] > 0
+    speed = f["default_sampling_vs_ddim50"]
     for task in ("translate", "synthesize"):  # figure 8: default (the size table's block) vs the DDIM reference
-        d, r = f["8"][task]["default"], f["8"][task]["ddim50"]
+        d, r = speed[task]["default"], speed[task]["ddim50"]
         assert d["settings"]["sampler"] == "dpm++" and d["source"]["sampler"] == "model"
         assert r["settings"]["sampler"] == "ddim" and r["source"]["sampler"] == "flag"
         assert d["stages_s"]["unet_rows"] < r["stages_s"]["unet_rows"] and d["stages_s"]["unet"] > 0
-        assert f["8"][task]["time_ratio"] > 0 and np.isfinite(f["8"][task]["quality_diff"])
+        assert speed[task]["time_ratio"] > 0 and np.isfinite(speed[task]["quality_diff"])
+
+
+def test_only_refuses_unknown_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.registry import figure_name
+    from bench.run import main
+
+    assert figure_name("3") == figure_name("help_startup_time") == "help_startup_time"
+    assert figure_name("9") is None and figure_name("fig3") is None
+    out = tmp_path / "results.json"
+    assert main(["--quick", "--only", "3,memory", "--out", str(out)]) == 2
+    assert "unknown figure(s) memory" in capsys.readouterr().err and not out.exists()
 
 
 def test_plain_baseline_matches_medm2g_translation() -> None:
@@ -85,5 +100,5 @@ def test_device_dry_run(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["translate_bf16"]["finite"] and res["translate_bf16"]["slices_per_s"] > 0
     assert res["unet_forward_bf16"]["compiled"]["s_per_forward"] > 0
-    assert res["fig8_default_vs_ddim50"]["translate"]["time_ratio"] > 0  # gpu.sh's figure 8 (full preset on a GPU)
+    assert res["default_sampling_vs_ddim50"]["translate"]["time_ratio"] > 0  # gpu.sh's figure 8 (full preset on a GPU)
     assert res["train_bf16"]["medm2g_samples_per_s"] > 0
