@@ -38,6 +38,11 @@ def test_demo_runs_end_to_end_and_exits_nonzero_when_a_check_fails(tmp_path, cap
     assert m["mri2ct"]["global_map_mae_hu"] > 0 and np.isfinite(m["mri2ct"]["model_mae_hu"])
     assert m["xray_generation"]["images"] == 6 and m["xray_generation"]["chance"] == pytest.approx(1 / 6)
     assert m["report"]["studies"] == 3 and len(m["report"]["per_study"]) == 3
+    j = m["xray_generation"]["judge"]  # issue 18: the independent judge and the xray+report pairs
+    assert j["images"] == 6 and j["chance"] == pytest.approx(1 / 6) and isinstance(j["within_target"], bool)
+    assert j["judge_on_real"]["images"] == 3 and j["judge_on_autoencoder_round_trip"]["images"] == 3
+    assert m["xray_generation"]["joint"]["pairs"] == 12 and 0 <= m["xray_generation"]["joint"]["mean_jaccard"] <= 1
+    assert "judge" not in json.dumps(m["checks"])
     for task in ("mri2ct", "synthesis"):  # issue 18: through-plane consistency, per subject and as the mean
         t = m[task]
         assert t["subjects"][0]["truth_through_plane_dz"] > 0 and np.isfinite(t["subjects"][0]["through_plane_dz"])

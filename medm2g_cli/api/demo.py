@@ -34,7 +34,7 @@ class DemoResult:
         return self.metrics
 
 
-def run_demo(*, out: Path, weights: Path | None = None, brain_subjects: int = 1, chest_studies: int = 30,
+def run_demo(*, out: Path, weights: Path | None = None, brain_subjects: int = 3, chest_studies: int = 30,
              images_per_finding: int = 8, samples: int = 2, steps: int | None = None, seed: int | None = None,
              device: str = "auto", overwrite: bool = False, step: Callable[[str], None] = lambda _: None) -> DemoResult:
     """Translate, synthesize, generate, report and evaluate on phantom subjects the model never saw,

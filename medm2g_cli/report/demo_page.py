@@ -74,7 +74,17 @@ def demo_html(m: dict[str, Any]) -> str:
     g = m["xray_generation"]
     parts.append(f"<h2>Text &rarr; X-ray (generate xray)</h2><p>Finding recovered from the generated images by the "
                  f"aligned encoders: accuracy {g['retrieval_accuracy']:.3f} over {g['images']} images "
-                 f"(chance {g['chance']:.3f}).</p>")
+                 f"(chance {g['chance']:.3f}; the model grades itself).</p>")
+    j, jt = g["judge"], g["joint"]
+    parts.append(f"<p>Independent judge (a finding classifier trained only on real phantom radiographs): "
+                 f"accuracy {j['accuracy']:.3f} (chance {j['chance']:.3f}, p = {j['p_value']:.3g}; issue 18's target "
+                 f"{e(j['target'])}: {'met' if j['within_target'] else 'not met'}). The judge's six-way accuracy on the "
+                 f"held-out real X-rays is {j['judge_on_real']['six_way']:.2f}, and "
+                 f"{j['judge_on_autoencoder_round_trip']['six_way']:.2f} on the same X-rays after the model's "
+                 f"autoencoder (what any generator with this autoencoder can reach).</p>")
+    parts.append(f"<p>X-ray + report pairs ({jt['pairs']}): findings the judge sees vs findings the report names, "
+                 f"mean Jaccard {jt['mean_jaccard']:.3f} vs {jt['shuffled_mean_jaccard']:.3f} for shuffled pairs "
+                 f"(p = {jt['p_value']:.3g}).</p>")
     for c in g["classes"]:
         parts.append(f"<h3>{e(c)}</h3><p><i>{e(g['prompts'][c])}</i></p><img src='generate/{e(c)}/contact_sheet.png' "
                      f"alt='generated {e(c)}' style='max-width:600px'>")
