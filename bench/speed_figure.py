@@ -143,9 +143,14 @@ def default_sampling_vs_ddim50(size: dict[str, Any]) -> dict[str, Any]:
         model = MedM2G.from_pretrained(weights)
         sampling = json.loads((weights / "medm2g.json").read_text()).get("sampling") or {}
         label = f"trained weights {weights.relative_to(ROOT)}"
-    optimize_for_inference(model)
+    from medm2g_cli.inference.runtime import autoencoder_dtype
+
+    # As the commands load it with no --precision flag (both the default and the DDIM-50 command).
+    vae_dtype = autoencoder_dtype(model.device, "auto")
+    optimize_for_inference(model, vae_dtype=vae_dtype)
     r = default_vs_ddim50(model, sampling, held_out_head(), slices=size["slices"], runs=size["runs"],
                           ref_runs=size["ref_runs"], reference=size.get("reference"))
+    r["settings"]["autoencoder_dtype"] = str(vae_dtype or model.dtype).replace("torch.", "")
     return {"name": "default sampling vs DDIM-50 on a held-out phantom head", "weights": label, **r,
             "pass": all(r[t]["pass"] for t in ("translate", "synthesize")),
             "note": "ratios in one run; absolute times vary with load on shared machines"}

@@ -68,6 +68,7 @@ class Decoding(str, Enum):
 class Precision(str, Enum):
     """``--precision`` (:data:`medm2g_cli.inference.runtime.PRECISIONS`)."""
 
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -18,6 +18,7 @@ from ..inference.runtime import (
     Log,
     auto_batch_size,
     autocast,
+    autoencoder_dtype,
     check_branches,
     load_model,
     resolve_weights,
@@ -79,7 +80,8 @@ class Session:
             self.device = select_device(self.settings.device, self.log)
             t = time.perf_counter()
             self.model = load_model(self.weights, self.device, verify=self.settings.verify,
-                                    compile=self.settings.compile, channels_last=self.settings.channels_last)
+                                    compile=self.settings.compile, channels_last=self.settings.channels_last,
+                                    precision=self.settings.precision)
             self.timings["load_s"] = round(time.perf_counter() - t, 4)
         return self.model
 
@@ -96,7 +98,11 @@ class Session:
 
     def report(self, command: str, inputs: list[Path], outputs: list[Path], extra: dict[str, Any]) -> dict[str, Any]:
         """The run report of this session."""
-        return run_report(command, settings=self.settings.as_dict(self.sampling()), device=str(self.device),
+        precision = self.settings.precision
+        cast = self.device is not None and autoencoder_dtype(self.device, precision) is not None
+        settings = {**self.settings.as_dict(self.sampling()),  # what "auto" resolved to on this machine
+                    "autoencoder_precision": "bf16" if cast else ("fp32" if precision == "auto" else precision)}
+        return run_report(command, settings=settings, device=str(self.device),
                           weights=self.weights, weights_sha256=weights_hash(self.weights), inputs=inputs,
                           outputs=outputs, timings=self.timings, extra=extra)
 

@@ -29,7 +29,7 @@ Weights = Annotated[
 # Choice options: the Enum lists the values in --help; the parser accepts what the API accepts (case,
 # aliases, cuda:N) and fails with the API's one-line error (exit 2).
 Device = Annotated[choices.Device, typer.Option("--device", parser=choices.parse_device, help="auto|cpu|cuda|cuda:N|mps (warns when falling back to CPU).")]
-Precision = Annotated[choices.Precision, typer.Option("--precision", parser=choices.parse_precision, help="fp32|bf16|fp16 (autocast where the device supports it).")]
+Precision = Annotated[choices.Precision, typer.Option("--precision", parser=choices.parse_precision, help="auto: fp32, with the autoencoders in bf16 on CPUs with native bf16 | fp32: all fp32 | bf16|fp16: autocast of the whole model.")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps (default: the model's recommended settings in its medm2g.json, else 50 DDIM, Table A3).", show_default=False)]
 Guidance = Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale (default 2.0).", show_default=False)]
 Eta = Annotated[float | None, typer.Option("--eta", help="DDIM eta (default 1.0).", show_default=False)]

@@ -53,7 +53,7 @@ OutDir = Annotated[Path, typer.Option("--output", "-o", help="Output folder (cre
 ImgFormat = Annotated[choices.ImageFormat, typer.Option("--format", "-f", parser=choices.parse_image_format, help="png|dicom (DICOM Secondary Capture, marked synthetic).")]
 
 
-def settings(*, weights: Path | None = None, device: Any = "auto", precision: Any = "fp32", steps: int | None = None,
+def settings(*, weights: Path | None = None, device: Any = "auto", precision: Any = "auto", steps: int | None = None,
              guidance: float | None = None, eta: float | None = None, sampler: Any = None,
              guidance_stop: float | None = None, spacing: Any = None, seed: int = 0, batch_size: int | None = None,
              skip_verify: bool = False, compile_: bool = False) -> InferenceSettings:
@@ -71,7 +71,7 @@ def settings(*, weights: Path | None = None, device: Any = "auto", precision: An
 SHARED: dict[str, tuple[Any, Any]] = {
     "weights": (Weights, None),
     "device": (Device, "auto"),
-    "precision": (Precision, "fp32"),
+    "precision": (Precision, "auto"),
     "steps": (Steps, None),
     "guidance": (Guidance, None),
     "eta": (Eta, None),

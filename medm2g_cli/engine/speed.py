@@ -79,6 +79,7 @@ def optimize_for_inference(
     compile_backend: str = "inductor",
     vae_tiling: bool = False,
     vae_chunk: int | None = None,
+    vae_dtype: torch.dtype | None = None,
 ) -> Any:
     """Apply the speed options to ``model`` in place and return it (eval mode).
 
@@ -87,7 +88,9 @@ def optimize_for_inference(
     exercises the graph capture without code generation, used by tests). Parameter names and
     state dicts are unchanged (``nn.Module.compile`` compiles in place). ``vae_chunk=None`` means
     4 on CPU, off elsewhere (0 = off). Every option except ``vae_tiling`` keeps fp32 outputs equal
-    up to floating-point rounding (tested).
+    up to floating-point rounding (tested). ``vae_dtype`` (e.g. ``torch.bfloat16``) runs the image
+    autoencoders under autocast to that dtype, returning fp32 (the caller's choice:
+    :func:`medm2g_cli.inference.runtime.autoencoder_dtype`); None keeps them in the model's dtype.
     """
     model.eval()
     device = model.device
@@ -114,7 +117,7 @@ def optimize_for_inference(
                 m.tile_latent_min_size = size // (2 ** (len(m.config.block_out_channels) - 1))
     chunk = (4 if device.type == "cpu" else 0) if vae_chunk is None else vae_chunk
     for _, m in _diffusers_modules(model, ("vae_",)):
-        chunk_autoencoder(m, chunk)  # 0: the class's own (whole-batch) methods
+        chunk_autoencoder(m, chunk, vae_dtype)  # chunk 0: the class's own (whole-batch) methods
     if compile:
         kwargs: dict[str, Any] = {"backend": compile_backend, "dynamic": False}
         if compile_mode is not None:
@@ -130,15 +133,21 @@ def _is_flat(m: nn.Module) -> bool:
     return type(m).__name__ == "FlatUNet"
 
 
-def chunk_autoencoder(vae: Any, chunk: int) -> None:
+def chunk_autoencoder(vae: Any, chunk: int, dtype: torch.dtype | None = None) -> None:
     """Make ``vae.encode``/``vae.decode`` (diffusers ``AutoencoderKL``) run on at most ``chunk``
-    images per call, joining the results; idempotent (re-chunking replaces the previous size)."""
+    images per call, joining the results, and (``dtype``) under autocast to ``dtype`` with fp32
+    results; idempotent (a new call replaces the previous chunk size and dtype)."""
     from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
     from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
     vae.__dict__.pop("encode", None)  # undo an earlier chunking: back to the class's methods
     vae.__dict__.pop("decode", None)
     enc, dec = vae.encode, vae.decode
+    if dtype is not None:
+        enc, dec = _cast_autoencoder(vae, enc, dec, dtype)
+        if chunk < 1:
+            vae.encode, vae.decode = enc, dec
+            return
     if chunk < 1:
         return
 
@@ -156,3 +165,25 @@ def chunk_autoencoder(vae: Any, chunk: int) -> None:
         return DecoderOutput(sample=x) if return_dict else (x,)
 
     vae.encode, vae.decode = encode, decode
+
+
+def _cast_autoencoder(vae: Any, enc: Any, dec: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    """``enc``/``dec`` run under autocast to ``dtype`` on the autoencoder's device, results in fp32
+    (the latents and images the rest of the pipeline sees keep their dtype)."""
+    from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+    from diffusers.models.modeling_outputs import AutoencoderKLOutput
+
+    device = next(vae.parameters()).device.type
+
+    def encode(x: torch.Tensor, return_dict: bool = True) -> Any:
+        with torch.autocast(device_type=device, dtype=dtype):
+            h = enc(x).latent_dist.parameters
+        dist = DiagonalGaussianDistribution(h.float())
+        return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def decode(z: torch.Tensor, return_dict: bool = True, generator: Any = None) -> Any:
+        with torch.autocast(device_type=device, dtype=dtype):
+            x = dec(z).sample
+        return DecoderOutput(sample=x.float()) if return_dict else (x.float(),)
+
+    return encode, decode

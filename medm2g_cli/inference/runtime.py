@@ -18,7 +18,9 @@ from ..errors import ConfigError, WeightsError
 
 Log = Callable[[str], None]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+# "auto": fp32, except the autoencoders in bf16 on CPUs that compute bf16 natively
+# (:func:`autoencoder_dtype`); "fp32": everything fp32; "bf16"/"fp16": autocast of the whole model.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _nolog(_: str) -> None:
@@ -31,7 +33,7 @@ class InferenceSettings:
 
     weights: Path | None = None
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     steps: int | None = None
     guidance: float | None = None
     eta: float | None = None
@@ -202,13 +204,41 @@ def autocast(device: Any, precision: str, log: Log = _nolog) -> contextlib.Abstr
     """
     import torch
 
-    if precision == "fp32":
+    if precision in ("fp32", "auto"):  # "auto" casts the autoencoders only (autoencoder_dtype)
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type == "cpu" and dtype is torch.float16:
         log("warning: fp16 autocast is not supported on CPU; using bf16")
         dtype = torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX); elsewhere bf16 is
+    emulated and slower than fp32."""
+    import torch
+
+    cpu = torch.cpu
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
+def autoencoder_dtype(device: Any, precision: str) -> Any:
+    """The dtype the image autoencoders run in for ``precision`` on ``device``; None: the model's own (fp32).
+
+    ``auto`` on a CPU with native bf16 runs them in bf16: they are a quarter to a third of a
+    few-step run there (make bench, per-stage breakdown), bf16 makes them about 2.5x faster, and
+    the outputs are as good: PSNR +0.02 dB (T1+T2->PD) and MAE -0.2 HU (MRI->CT) against fp32 on
+    two held-out phantom heads (issue 20). The UNets stay fp32, where bf16 costs accuracy over
+    many steps. ``fp32`` keeps everything fp32."""
+    import torch
+
+    if precision == "auto" and getattr(device, "type", str(device)) == "cpu" and cpu_computes_bf16():
+        return torch.bfloat16
+    return None
 
 
 def auto_batch_size(device: Any, image_size: int, samples: int = 1, guidance: bool = True) -> int:
@@ -270,16 +300,18 @@ def set_cpu_threads() -> int:
 
 
 def load_model(weights: Path, device: Any, verify: bool = True, *, compile: bool = False,  # noqa: A002
-               channels_last: bool | None = None) -> Any:
-    """Load the model folder onto ``device`` in fp32 (precision is applied by autocast) with the
-    speed options of :func:`medm2g_cli.engine.speed.optimize_for_inference` applied."""
+               channels_last: bool | None = None, precision: str = "auto") -> Any:
+    """Load the model folder onto ``device`` in fp32 (precision is applied by autocast, and for
+    ``auto`` by :func:`autoencoder_dtype`) with the speed options of
+    :func:`medm2g_cli.engine.speed.optimize_for_inference` applied."""
     from ..engine import MedM2G
     from ..engine.speed import optimize_for_inference
 
     if getattr(device, "type", str(device)) == "cpu":
         set_cpu_threads()
     model = MedM2G.from_pretrained(weights, device=device, verify=verify)
-    return optimize_for_inference(model, channels_last=channels_last, compile=compile)
+    return optimize_for_inference(model, channels_last=channels_last, compile=compile,
+                                  vae_dtype=autoencoder_dtype(device, precision))
 
 
 def versions() -> dict[str, str]:

@@ -60,7 +60,7 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_help_lists_the_choices(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # wide enough that no choice list wraps inside the help table
     out = _help(["translate"], capsys).replace(" ", "").replace("│", "")
-    for listed in ("<ddim|dpm++|sde-dpm++|unipc>", "<fp32|bf16|fp16>", "<auto|cpu|cuda|mps>",
+    for listed in ("<ddim|dpm++|sde-dpm++|unipc>", "<auto|fp32|bf16|fp16>", "<auto|cpu|cuda|mps>",
                    "<leading|linspace|trailing|karras>", "<axial|coronal|sagittal>", "<nifti|dicom|mha|nrrd>"):
         assert listed in out, listed
     assert "mri2ct" in out and "t1ce-flair" in out  # the direction argument lists the registry's directions

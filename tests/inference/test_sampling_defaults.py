@@ -101,3 +101,20 @@ def test_bad_block_is_one_line_error_before_model(block: object, tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "sampling" in err[0], err
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_precision_auto_and_fp32_recorded_and_fp32_is_all_fp32(tmp_path: Path, t1: Path, weights: Path) -> None:
+    """No --precision: ``auto`` (autoencoders in bf16 where the CPU computes bf16, issue 20), recorded
+    as resolved on this machine; ``--precision fp32`` keeps every part fp32, so outputs differ
+    exactly when auto cast."""
+    import nibabel as nib
+
+    from medm2g_cli.inference.runtime import cpu_computes_bf16
+
+    auto = _settings(t1, tmp_path / "auto.nii.gz", weights)
+    fp32 = _settings(t1, tmp_path / "fp32.nii.gz", weights, "--precision", "fp32")
+    cast = cpu_computes_bf16()
+    assert (auto["precision"], auto["autoencoder_precision"]) == ("auto", "bf16" if cast else "fp32")
+    assert (fp32["precision"], fp32["autoencoder_precision"]) == ("fp32", "fp32")
+    a, b = (np.asarray(nib.load(str(tmp_path / f"{n}.nii.gz")).dataobj) for n in ("auto", "fp32"))
+    assert np.array_equal(a, b) is not cast
