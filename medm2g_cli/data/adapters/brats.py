@@ -26,17 +26,8 @@ import numpy as np
 
 from ...errors import DataError
 from .. import manifest
-from .base import (
-    Job,
-    Plan,
-    PrepareOptions,
-    apply_limit,
-    canonical_array,
-    normalise,
-    not_dataset,
-    split_fields,
-    write_volume_slices,
-)
+from . import base
+from .base import Job, Plan, PrepareOptions
 
 NAME = "brats2020"
 DESCRIPTION = "BraTS 2020 training data (NIfTI): first 55 subjects, 25/10/20, T1/T1ce/T2/FLAIR"
@@ -56,7 +47,7 @@ def _root(src: Path) -> Path:
                          or (src / "MICCAI_BraTS2020_ValidationData").is_dir()):
         raise DataError(f"'{src}' holds the BraTS 2020 validation data (no segmentations, not used by the paper)",
                         "pass MICCAI_BraTS2020_TrainingData (or the folder holding it)")
-    raise not_dataset(src, "BraTS 2020", "MICCAI_BraTS2020_TrainingData/ or BraTS20_Training_NNN/ subject folders")
+    raise base.not_dataset(src, "BraTS 2020", "MICCAI_BraTS2020_TrainingData/ or BraTS20_Training_NNN/ subject folders")
 
 
 def _nifti(d: Path, stem: str) -> Path | None:
@@ -101,14 +92,14 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
     if not files:
         raise DataError(f"no BraTS 2020 subject in '{root}' has all of t1, t1ce, t2 and flair", "check the download is complete")
     info: dict[str, Any] = {}
-    keys = apply_limit(list(files), opts, info)
+    keys = base.apply_limit(list(files), opts, info)
     split, how = manifest.assign_ordered(keys, SPLIT_RULE)
     grades = _grades(src, root)
     jobs = [Job(k, split[k], {"files": files[k], "grade": grades.get(k, "")}) for k in sorted(split)]
     info.update({
         "name": "brats2020", "modalities": ["mri"], "keys": list(CONTRASTS),
         "flows": ["t1-t2", "t1-flair", "t2-flair", "t2+t1+flair-t1ce", "t1+flair-t2", "t2+flair-t1", "t1+t2-flair"],
-        **split_fields(how["rule"].replace("sorted order", "BraTS ID order") + " (training subjects)", how["counts"], how["scaled"]),
+        **base.split_fields(how["rule"].replace("sorted order", "BraTS ID order") + " (training subjects)", how["counts"], how["scaled"]),
         "subjects_available": len(files), "subjects_used": sorted(split),
         "preprocessing": {
             "size": opts.size, "axis": "axial (RAS)", "slices_per_subject": opts.slices or DEFAULT_SLICES,
@@ -131,20 +122,20 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
         if v.shape[:3] != ref.shape[:3]:
             raise DataError(f"{Path(f[c]).name} has shape {v.shape}, {Path(f['t1']).name} has {ref.shape}",
                             "BraTS volumes must share one grid; re-download the subject")
-    raw = {c: canonical_array(v) for c, v in vols.items()}
+    raw = {c: base.canonical_array(v) for c, v in vols.items()}
     arrays, norms = {}, {}
     for c in CONTRASTS:
-        arrays[c], norms[c] = normalise(raw[c], c)
+        arrays[c], norms[c] = base.normalise(raw[c], c)
     brain = np.any(np.stack([raw[c] > 0 for c in CONTRASTS]), axis=0)
     idx = manifest.select_slices(brain, opts.slices or DEFAULT_SLICES, axis=2)
     seg = None
     if "seg" in f:
         seg_vol = read_volume(f["seg"])
         if seg_vol.shape[:3] == ref.shape[:3]:
-            seg = canonical_array(seg_vol)
+            seg = base.canonical_array(seg_vol)
     meta = {"grade": job.payload.get("grade", ""), "shape": list(ref.shape),
             "segmentation": Path(f["seg"]).name if "seg" in f else None}
-    recs = write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta, norms=norms)
+    recs = base.write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta, norms=norms)
     for r in recs:
         if seg is not None:
             r["meta"]["tumour_voxels"] = int((np.rint(seg[:, :, r["meta"]["slice"]]) > 0).sum())

@@ -21,17 +21,8 @@ from typing import Any
 
 from ...errors import DataError
 from .. import manifest
-from .base import (
-    Job,
-    Plan,
-    PrepareOptions,
-    apply_limit,
-    canonical_array,
-    normalise,
-    not_dataset,
-    split_fields,
-    write_volume_slices,
-)
+from . import base
+from .base import Job, Plan, PrepareOptions
 
 NAME = "gold-atlas-pelvis"
 DESCRIPTION = "Gold Atlas male pelvis (DICOM): series by tags, 15 patients 9/2/4, T1/CT registered to T2"
@@ -97,17 +88,17 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
             continue
         patients[pid] = {"dir": str(d), **{k: {"uid": s.uid, "description": s.description} for k, s in choice.items()}}
     if not patients and not skipped:
-        raise not_dataset(src, "Gold Atlas pelvis", "one folder per patient holding DICOM MR (T1, T2) and CT series")
+        raise base.not_dataset(src, "Gold Atlas pelvis", "one folder per patient holding DICOM MR (T1, T2) and CT series")
     if not patients:
         raise DataError(f"no patient in '{src}' has T1, T2 and CT series ({skipped[0]})", "check the download is complete")
     info: dict[str, Any] = {}
-    keys = apply_limit(list(patients), opts, info)
+    keys = base.apply_limit(list(patients), opts, info)
     split, how = manifest.assign_ordered(keys, SPLIT_RULE)
     register = str(opts.extra.get("register", "true")).lower() not in ("0", "false", "no")
     jobs = [Job(k, split[k], {**patients[k], "register": register}) for k in sorted(split)]
     info.update({
         "name": "gold-atlas-pelvis", "modalities": ["mri", "ct"], "keys": ["t2", "t1", "ct"], "flows": ["t2-ct", "t1-ct", "mri-ct"],
-        **split_fields(how["rule"].replace("sorted order", "PatientID order"), how["counts"], how["scaled"]),
+        **base.split_fields(how["rule"].replace("sorted order", "PatientID order"), how["counts"], how["scaled"]),
         "patients_used": {k: split[k] for k in sorted(split)},
         "series": {k: {c: patients[k][c]["description"] for c in ("t1", "t2", "ct")} for k in sorted(split)},
         "preprocessing": {"size": opts.size, "axis": "axial (RAS)", "slices_per_subject": opts.slices or DEFAULT_SLICES,
@@ -136,14 +127,14 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
         metrics = {"t1": r1.metric, "ct": rc.metric}
     else:
         t1r, ctr = resample_to(t1, t2), resample_to(ct, t2, default_value=-1024.0)
-    raw_ct = canonical_array(ctr)
+    raw_ct = base.canonical_array(ctr)
     arrays, norms = {}, {}
     for k, v in (("t2", t2), ("t1", t1r)):
-        arrays[k], norms[k] = normalise(canonical_array(v), k)
-    arrays["ct"], norms["ct"] = normalise(raw_ct, "ct")
+        arrays[k], norms[k] = base.normalise(base.canonical_array(v), k)
+    arrays["ct"], norms["ct"] = base.normalise(raw_ct, "ct")
     idx = manifest.select_slices(raw_ct > -500, opts.slices or DEFAULT_SLICES, axis=2)
     meta = {"series": {k: p[k]["description"] for k in ("t1", "t2", "ct")}, "registration_metric": metrics,
             "shape": list(t2.shape)}
-    return write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta,
+    return base.write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta,
                                norms=norms)
 

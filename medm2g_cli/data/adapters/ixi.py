@@ -26,17 +26,8 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from .. import manifest
-from .base import (
-    Job,
-    Plan,
-    PrepareOptions,
-    apply_limit,
-    canonical_array,
-    normalise,
-    not_dataset,
-    split_fields,
-    write_volume_slices,
-)
+from . import base
+from .base import Job, Plan, PrepareOptions
 
 NAME = "ixi"
 DESCRIPTION = "IXI T1/T2/PD NIfTI (brain-development.org): first 40 complete subjects, 25/5/10, T2/PD registered to T1"
@@ -62,10 +53,10 @@ def _index(src: Path) -> dict[str, dict[str, str]]:
 def scan(src: Path, opts: PrepareOptions) -> Plan:
     """Find complete subjects and split the first 40 of them 25/5/10 in sorted order."""
     if not src.is_dir():
-        raise not_dataset(src, "IXI", "a folder of IXI<id>-<site>-<n>-{T1,T2,PD}.nii.gz files")
+        raise base.not_dataset(src, "IXI", "a folder of IXI<id>-<site>-<n>-{T1,T2,PD}.nii.gz files")
     index = _index(src)
     if not index:
-        raise not_dataset(src, "IXI", "IXI<id>-<site>-<n>-{T1,T2,PD}.nii.gz files (flat, or in IXI-T1/, IXI-T2/, IXI-PD/)")
+        raise base.not_dataset(src, "IXI", "IXI<id>-<site>-<n>-{T1,T2,PD}.nii.gz files (flat, or in IXI-T1/, IXI-T2/, IXI-PD/)")
     skipped = [f"{k}: missing {', '.join(c.upper() for c in CONTRASTS if c not in v)}"
                for k, v in sorted(index.items()) if any(c not in v for c in CONTRASTS)]
     complete = [k for k, v in index.items() if all(c in v for c in CONTRASTS)]
@@ -73,7 +64,7 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
         raise DataError(f"no IXI subject in '{src}' has all of T1, T2 and PD ({len(index)} subjects found)",
                         "unpack IXI-T1.tar, IXI-T2.tar and IXI-PD.tar into the folder")
     info: dict[str, Any] = {}
-    keys = apply_limit(complete, opts, info)
+    keys = base.apply_limit(complete, opts, info)
     split, how = manifest.assign_ordered(keys, SPLIT_RULE)
     register = str(opts.extra.get("register", "true")).lower() not in ("0", "false", "no")
     transform = str(opts.extra.get("transform", "affine"))
@@ -83,7 +74,7 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
     info.update({
         "name": "ixi", "modalities": ["mri"], "keys": list(CONTRASTS),
         "flows": ["t1-t2", "t1-pd", "t2-pd", "t2+pd-t1", "t1+t2-pd", "t1+pd-t2"],
-        **split_fields(how["rule"] + " (subjects with T1, T2 and PD)", how["counts"], how["scaled"]),
+        **base.split_fields(how["rule"] + " (subjects with T1, T2 and PD)", how["counts"], how["scaled"]),
         "subjects_available": len(complete),
         "preprocessing": {
             "size": opts.size, "axis": "axial (RAS)", "slices_per_subject": opts.slices or DEFAULT_SLICES,
@@ -144,10 +135,10 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     arrays: dict[str, np.ndarray] = {}
     norms: dict[str, dict[str, Any]] = {}
     for c, v in (("t1", vols["t1"]), ("t2", t2), ("pd", pd)):
-        arrays[c], norms[c] = normalise(canonical_array(v), c)
-    t1_raw = canonical_array(vols["t1"])
+        arrays[c], norms[c] = base.normalise(base.canonical_array(v), c)
+    t1_raw = base.canonical_array(vols["t1"])
     idx = manifest.select_slices(head_mask(t1_raw), opts.slices or DEFAULT_SLICES, axis=2)
     m = re.match(r"IXI\d{3}-([A-Za-z]+)-", job.subject)
     meta = {"site": m.group(1) if m else "", "shape": list(vols["t1"].shape),
             "registration_metric": reg.get("metric_t2")}
-    return write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta, norms=norms)
+    return base.write_volume_slices(out, job.subject, job.split, arrays, idx, opts.size, axis=2, meta=meta, norms=norms)

@@ -20,17 +20,8 @@ from typing import Any
 
 from ...errors import DataError
 from .. import manifest
-from .base import (
-    Job,
-    Plan,
-    PrepareOptions,
-    apply_limit,
-    canonical_array,
-    normalise,
-    not_dataset,
-    split_fields,
-    write_volume_slices,
-)
+from . import base
+from .base import Job, Plan, PrepareOptions
 
 NAME = "sliver07"
 DESCRIPTION = "SLIVER07 liver CT (liver-origNNN.mhd/.raw): the 20 training scans, all axial slices"
@@ -40,7 +31,7 @@ _ORIG = re.compile(r"^liver-orig(\d{3})\.mhd$", re.I)
 def scan(src: Path, opts: PrepareOptions) -> Plan:
     """Find the scans (and their masks) and split them by scan."""
     if not src.is_dir():
-        raise not_dataset(src, "SLIVER07", "liver-origNNN.mhd/.raw files (training-part*/ folders)")
+        raise base.not_dataset(src, "SLIVER07", "liver-origNNN.mhd/.raw files (training-part*/ folders)")
     scans: dict[str, dict[str, str]] = {}
     for p in sorted(src.rglob("*.mhd")):
         m = _ORIG.match(p.name)
@@ -48,7 +39,7 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
             seg = next(iter(sorted(src.rglob(f"liver-seg{m.group(1)}.mhd"))), None)
             scans[f"liver-{m.group(1)}"] = {"image": str(p), **({"seg": str(seg)} if seg else {})}
     if not scans:
-        raise not_dataset(src, "SLIVER07", "liver-origNNN.mhd/.raw files (training-part*/ folders)")
+        raise base.not_dataset(src, "SLIVER07", "liver-origNNN.mhd/.raw files (training-part*/ folders)")
     include_test = str(opts.extra.get("include_test", "false")).lower() in ("1", "true", "yes")
     skipped = [] if include_test else [f"{k}: no liver-seg mask (test scan; --option include_test=true keeps it)"
                                        for k, v in scans.items() if "seg" not in v]
@@ -56,12 +47,12 @@ def scan(src: Path, opts: PrepareOptions) -> Plan:
     if not usable:
         raise DataError(f"'{src}' holds only SLIVER07 test scans (no liver-seg masks)", "add the training parts or pass --option include_test=true")
     info: dict[str, Any] = {}
-    keys = apply_limit(usable, opts, info)
+    keys = base.apply_limit(usable, opts, info)
     split, how = manifest.assign_seeded(keys, (0.7, 0.1, 0.2), seed=opts.seed)
     jobs = [Job(k, split[k], scans[k]) for k in keys]
     info.update({
         "name": "sliver07", "modalities": ["ct"], "keys": ["ct"], "flows": ["text-ct"],
-        **split_fields(how["rule"] + " by scan (the supplement gives no split)", how["counts"], bool(info.get("notes"))),
+        **base.split_fields(how["rule"] + " by scan (the supplement gives no split)", how["counts"], bool(info.get("notes"))),
         "preprocessing": {"size": opts.size, "axis": "axial (RAS)",
                           "slices": f"{opts.slices} with the most liver" if opts.slices else "all axial slices",
                           "intensity": "CT window of inference (HU) mapped to [-1, 1]",
@@ -77,18 +68,18 @@ def process(job: Job, out: Path, opts: PrepareOptions) -> list[dict[str, Any]]:
     vol = read_volume(job.payload["image"], modality="ct")
     if vol.array.ndim != 3:
         raise DataError(f"{Path(job.payload['image']).name} is not a 3-D volume (shape {vol.shape})", "re-download the scan")
-    ct, how = normalise(canonical_array(vol), "ct")
+    ct, how = base.normalise(base.canonical_array(vol), "ct")
     liver = None
     if "seg" in job.payload:
         seg = read_volume(job.payload["seg"])
         if seg.shape[:3] == vol.shape[:3]:
-            liver = canonical_array(seg) > 0
+            liver = base.canonical_array(seg) > 0
     n_axial = ct.shape[2]
     if opts.slices and liver is not None:
         idx = manifest.select_slices(liver, opts.slices, axis=2)
     else:
         idx = list(range(n_axial))[: opts.slices] if opts.slices else list(range(n_axial))
-    recs = write_volume_slices(out, job.subject, job.split, {"ct": ct}, idx, opts.size, axis=2,
+    recs = base.write_volume_slices(out, job.subject, job.split, {"ct": ct}, idx, opts.size, axis=2,
                                meta={"shape": list(vol.shape), "spacing": [round(s, 4) for s in vol.spacing]},
                                norms={"ct": how})
     for r in recs:
