@@ -153,7 +153,8 @@ def engine_predictor(weights: Path, *, device: str = "cpu", steps: int | None = 
     runtime.check_branches(path, needed)
     import torch
 
-    model = runtime.load_model(path, runtime.select_device(device))
+    # fp32 throughout: the paper-protocol numbers stay comparable and independent of the slice batch
+    model = runtime.load_model(path, runtime.select_device(device), precision="fp32")
     base = SampleConfig()
     if steps is not None:
         base.steps = steps
