@@ -72,3 +72,23 @@ def dciodvfy():
         return errors, warnings
 
     return check
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny random-weight MedM2G with every branch (one per test module; modules may define their own)."""
+    import torch
+
+    from medm2g_cli.engine import MedM2G
+
+    torch.set_num_threads(1)
+    return MedM2G.from_preset("tiny", seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Two seeded 32 px images in [-1, 1] (the tiny preset's size)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(2, 1, 32, 32, generator=g) * 2 - 1

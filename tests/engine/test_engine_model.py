@@ -19,18 +19,6 @@ FAST = SampleConfig(steps=2)
 
 
 @pytest.fixture(scope="module")
-def model() -> MedM2G:
-    torch.set_num_threads(1)
-    return MedM2G.from_preset("tiny", seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
-
-
-@pytest.fixture(scope="module")
 def saved(model: MedM2G, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny"
     model.save_pretrained(path)

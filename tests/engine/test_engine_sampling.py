@@ -11,18 +11,6 @@ from medm2g_cli.engine.sampling import guidance_batch, guided_noise
 FAST = SampleConfig(steps=2)
 
 
-@pytest.fixture(scope="module")
-def model() -> MedM2G:
-    torch.set_num_threads(1)
-    return MedM2G.from_preset("tiny", seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
-
-
 @pytest.mark.parametrize("target", ["xray", "ct", "mri", "t2"])
 def test_text_to_image(model: MedM2G, target: str) -> None:
     out = generate(model, target, [Condition("text", ["Mild cardiomegaly.", "Normal study."])], num_samples=2,

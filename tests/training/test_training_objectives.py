@@ -12,18 +12,6 @@ from medm2g_cli.training.model_api import REQUIRED, adapt
 from medm2g_cli.training.trainable import cross_guidance_parameters, trainable_parameters
 
 
-@pytest.fixture(scope="module")
-def model() -> MedM2G:
-    torch.set_num_threads(1)
-    return MedM2G.from_preset("tiny", seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
-
-
 def test_losses_reach_what_they_train(model: MedM2G, images: torch.Tensor) -> None:
     zc = model.encode_image("ct", images).detach()
     zm = model.encode_image("mri", images).detach()
