@@ -68,7 +68,7 @@ class DemoSettings:
         if self.seed == TRAIN_SEED:
             raise ConfigError(f"seed {TRAIN_SEED} is the training seed of the demo weights", "choose another --seed")
         if self.pairs_per_finding < 1:
-            raise ConfigError("--pairs-per-finding must be at least 1", "use 1 or more")
+            raise ConfigError("pairs_per_finding must be at least 1", "use 1 or more")
         if self.samples < 1:
             raise ConfigError("--samples must be at least 1", "use 1 or more")
 
