@@ -96,15 +96,17 @@ class Session:
         guided = self.sample_config().guidance != 1.0
         return auto_batch_size(self.device, self.model.image_size, samples, guided)
 
-    def report(self, command: str, inputs: list[Path], outputs: list[Path], extra: dict[str, Any]) -> dict[str, Any]:
-        """The run report of this session."""
+    def report(self, command: str, inputs: list[Path], outputs: list[Path], extra: dict[str, Any], *,
+               withhold: Sequence[Path] = ()) -> dict[str, Any]:
+        """The run report of this session; the paths in ``withhold`` (``--anonymize``: every input the
+        run was given) are replaced by ``<input N>``."""
         precision = self.settings.precision
         cast = self.device is not None and autoencoder_dtype(self.device, precision) is not None
         settings = {**self.settings.as_dict(self.sampling()),  # what "auto" resolved to on this machine
                     "autoencoder_precision": "bf16" if cast else ("fp32" if precision == "auto" else precision)}
         return run_report(command, settings=settings, device=str(self.device),
                           weights=self.weights, weights_sha256=weights_hash(self.weights), inputs=inputs,
-                          outputs=outputs, timings=self.timings, extra=extra)
+                          outputs=outputs, timings=self.timings, extra=extra, withhold=list(withhold))
 
 
 def read_input(path: Path, modality: str | None = None, series: str | None = None) -> Volume:

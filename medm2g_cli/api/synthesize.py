@@ -119,6 +119,6 @@ def synthesize(
     rep = sess.report("synthesize", [p for _, p, _ in inputs], list(entry.files), {
         "inputs_spec": [{"name": n, "path": str(p), "weight": w} for (n, p, _), w in zip(inputs, weights, strict=True)],
         "target": tgt, "samples": samples, "registration": registration, "case": entry.as_report(),
-    })
+    }, withhold=[p for _, p, _ in inputs] if anonymize else ())
     report_path = write_json(rep, sibling(out, "run", ".json"))
     return SynthesisResult(rep, report_path, entry, tuple(registration))

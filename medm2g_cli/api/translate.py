@@ -148,7 +148,7 @@ def translate_path(
             "direction": direction, "source": src, "target": tgt, "samples": samples, "axis": axis,
             "cases": [c.as_report() for c in results], "skipped": [str(c.inp) for c in skipped],
             "shard": {"num_parts": num_parts, "part_id": part_id}, **({"error": error} if error else {}),
-        })
+        }, withhold=[inp, *(cases or [])] if anonymize else ())
         if todo:
             write_json(rep, report_path)
         return TranslateResult(rep, report_path if todo else None, tuple(results), tuple(c.inp for c in skipped))

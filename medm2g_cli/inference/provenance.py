@@ -53,10 +53,46 @@ def describe_files(paths: list[Path]) -> list[dict[str, Any]]:
     return [{"path": str(p), "sha256": sha256_path(p)} for p in paths if p.exists()]
 
 
+def withhold_paths(obj: Any, inputs: list[Path]) -> Any:
+    """``obj`` (a run report) with every input path replaced by ``<input N>`` (``--anonymize``).
+
+    Clinical exports are often filed under the patient's name or record number
+    (``/export/DOE_JANE_4711/t1``), so a de-identified output must not travel with a report that
+    names its source. Whole strings equal to an input path (as given or resolved) are replaced, and
+    inside longer strings (error messages) the resolved path, a path given with a folder, and a
+    quoted file name. The sha256 of each input stays: whoever holds the file can still trace the
+    result to it."""
+    names: dict[str, str] = {}
+    for i, p in enumerate(dict.fromkeys(inputs)):
+        tag = f"<input {i + 1}>"
+        for form in (str(p), str(Path(p).resolve())):
+            names.setdefault(form, tag)
+    inner = sorted(((k, v) for k, v in names.items() if "/" in k or "\\" in k), key=lambda kv: -len(kv[0]))
+    quoted = {f"'{Path(k).name}'": f"'{v}'" for k, v in names.items()}
+
+    def scrub(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: scrub(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [scrub(v) for v in x]
+        if isinstance(x, Path):
+            x = str(x)
+        if not isinstance(x, str):
+            return x
+        if x in names:
+            return names[x]
+        for k, v in [*inner, *quoted.items()]:
+            x = x.replace(k, v)
+        return x
+
+    return scrub(obj)
+
+
 def run_report(command: str, *, settings: dict[str, Any], device: str, weights: Path | None,
                weights_sha256: str | None, inputs: list[Path], outputs: list[Path],
-               timings: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble the run report dictionary."""
+               timings: dict[str, Any], extra: dict[str, Any] | None = None,
+               withhold: list[Path] | None = None) -> dict[str, Any]:
+    """Assemble the run report dictionary; paths in ``withhold`` are replaced (:func:`withhold_paths`)."""
     from .runtime import versions
 
     rep: dict[str, Any] = {
@@ -75,6 +111,9 @@ def run_report(command: str, *, settings: dict[str, Any], device: str, weights: 
     }
     if extra:
         rep.update(extra)
+    if withhold:
+        rep = withhold_paths(rep, withhold)
+        rep["input_paths"] = "withheld (--anonymize)"
     return rep
 
 

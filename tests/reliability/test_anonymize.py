@@ -104,3 +104,33 @@ def test_translate_anonymize_and_reports_carry_no_identity(tmp_path: Path, rel_w
     for text in (report, cap.out, cap.err):
         assert name not in text and name.replace("^", " ") not in text
         assert pid not in text
+
+
+def test_anonymized_run_reports_withhold_input_paths(tmp_path: Path, rel_weights: Path) -> None:
+    """Exports are often filed under the patient's name: with ``--anonymize`` the run reports of
+    translate (single case and batch) and synthesize name no input path, only ``<input N>`` and
+    the input's sha256; without it the paths are kept for traceability."""
+    folder = tmp_path / "DOE_JANE_4711"
+    src = dicom_series(folder / "mr", name="MR_small.dcm", n=3, spacing=2.0)
+    common = ["--weights", str(rel_weights), "--steps", "1", "--device", "cpu"]
+    run(["translate", "mri2ct", str(src), "-o", str(tmp_path / "kept.nii.gz"), *common])
+    run(["translate", "mri2ct", str(src), "-o", str(tmp_path / "anon"), "--format", "dicom", "--anonymize", *common])
+    run(["synthesize", "-i", f"t1={src}", "-i", f"t2={src}", "--target", "pd", "-o", str(tmp_path / "pd"),
+         "--format", "dicom", "--anonymize", *common])
+    kept = (tmp_path / "kept_run.json").read_text()
+    assert "DOE_JANE_4711" in kept  # the check below can fail
+    for report in (tmp_path / "anon_run.json", tmp_path / "pd_run.json"):
+        text = report.read_text()
+        assert "DOE_JANE_4711" not in text, report.name
+        rep = json.loads(text)
+        assert rep["input_paths"].startswith("withheld") and rep["inputs"][0]["path"] == "<input 1>"
+        assert rep["inputs"][0]["sha256"] == json.loads(kept)["inputs"][0]["sha256"]
+    # A batch (a folder of cases), with an error message that quotes a case's name.
+    cases = tmp_path / "SMITH_JOHN_0815"
+    cases.mkdir()
+    (cases / "ok.nii.gz").write_bytes((tmp_path / "kept.nii.gz").read_bytes())
+    (cases / "z_SMITH_bad.nii.gz").write_bytes(b"not a volume")
+    with pytest.raises(SystemExit):
+        run(["translate", "mri2ct", str(cases), "-o", str(tmp_path / "batch"), "--anonymize", *common])
+    text = (tmp_path / "batch" / "run_report.json").read_text()
+    assert "SMITH" not in text and "<input" in text
