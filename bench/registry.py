@@ -49,7 +49,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "training_throughput": {"preset": "small", "steps": 20, "batch": 8, "runs": 5},  # 4-step runs were noise (0.84-1.06)
         "ddim50_vs_dpm20": {"preset": "small", "slices": 4, "ddim_steps": 50, "dpm_steps": 20, "runs": 2},
         "unet_flops": {"presets": ["tiny", "small", "full"], "timed": ["tiny", "small"], "batch": 4, "runs": 3},
-        "default_sampling_vs_ddim50": {"slices": 8, "runs": 3, "ref_runs": 2},  # demo weights; 8 of the head's 95 slices
+        "default_sampling_vs_ddim50": {"slices": 24, "runs": 3, "ref_runs": 2},  # demo weights; 24 of the head's 95 slices
     },
     # tests: every code path, tiny sizes
     "quick": {
