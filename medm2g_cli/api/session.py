@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..choices import parse_output_format
@@ -30,6 +30,9 @@ from ..io.atomic import check_output
 from ..io.formats import VOLUME_FORMATS
 from ..io.volume import Volume
 
+if TYPE_CHECKING:
+    from .model_cache import ModelCache
+
 Progress = Callable[[int, int], None]
 
 
@@ -50,18 +53,22 @@ class Session:
     model: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     target: str | None = None
+    cache: ModelCache | None = None
 
     @classmethod
-    def open(cls, settings: InferenceSettings, needed: Sequence[str], log: Log = nolog) -> Session:
+    def open(cls, settings: InferenceSettings, needed: Sequence[str], log: Log = nolog, *,
+             cache: ModelCache | None = None) -> Session:
         """Validate settings, resolve the weights and check their branches (no model loaded yet).
 
         ``needed`` lists the input branches, then the output's (which picks the model's sampler
-        settings, :mod:`medm2g_cli.inference.sampling`)."""
+        settings, :mod:`medm2g_cli.inference.sampling`). With a ``cache``
+        (:class:`~medm2g_cli.api.model_cache.ModelCache`) the model is reused across sessions while
+        the weights folder and settings are unchanged; without one it is loaded per session."""
         settings.validate()
         weights = resolve_weights(settings.weights)
         meta = check_branches(weights, needed)
         model_sampling(meta, str(weights / "medm2g.json"))  # a bad "sampling" block stops here
-        return cls(settings, weights, meta, log, target=needed[-1] if needed else None)
+        return cls(settings, weights, meta, log, target=needed[-1] if needed else None, cache=cache)
 
     def sampling(self) -> dict[str, Any]:
         """The model's ``sampling`` block as it applies to this session's output branch."""
@@ -72,17 +79,28 @@ class Session:
         return self.settings.sample_config(model=self.sampling())
 
     def load(self) -> Any:
-        """Select the device and load the model (once)."""
+        """Select the device and load the model (once; from the session's cache when it holds it,
+        which the timings record as ``model_reused``)."""
         if self.model is None:
             import torch
 
             torch.manual_seed(self.settings.seed)
             self.device = select_device(self.settings.device, self.log)
             t = time.perf_counter()
-            self.model = load_model(self.weights, self.device, verify=self.settings.verify,
-                                    compile=self.settings.compile, channels_last=self.settings.channels_last,
-                                    precision=self.settings.precision)
-            self.timings["load_s"] = round(time.perf_counter() - t, 4)
+
+            def fresh() -> Any:
+                return load_model(self.weights, self.device, verify=self.settings.verify,
+                                  compile=self.settings.compile, channels_last=self.settings.channels_last,
+                                  precision=self.settings.precision)
+
+            reused = None
+            if self.cache is None:
+                self.model = fresh()
+            else:
+                self.model, reused = self.cache.load(self.weights, self.device, self.settings, fresh)
+            self.timings["load_s"] = round(time.perf_counter() - t, 4)  # a reuse only fingerprints the folder
+            if reused is not None:
+                self.timings["model_reused"] = reused
         return self.model
 
     def autocast(self) -> Any:

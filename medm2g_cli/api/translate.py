@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import choices, modalities
 from ..errors import ConfigError, MedM2GError, OutputError
@@ -20,6 +20,9 @@ from ..io.outputs import check_separate, write_marker
 from ..io.volume import Volume
 from .results import CaseOutput, TranslateResult
 from .session import Progress, Session, check_outputs, nolog, output_format, provenance_text, read_input
+
+if TYPE_CHECKING:
+    from .model_cache import ModelCache
 
 
 def translate_volume(vol: Volume, direction: str, model: Any, *, settings: InferenceSettings | None = None,
@@ -67,6 +70,7 @@ def translate_path(
     progress: Progress | None = None,
     anonymize: bool = False,
     strict: bool = False,
+    cache: ModelCache | None = None,
 ) -> TranslateResult:
     """Translate a file, a DICOM folder/zip, a folder of volumes or a .txt list of paths.
 
@@ -78,6 +82,9 @@ def translate_path(
     Batch inputs write one output per case into the folder ``out``; ``resume`` skips cases whose
     output exists; ``num_parts``/``part_id`` process one shard. Returns the cases written and the
     run report, which is also written next to the outputs.
+
+    ``cache`` (:class:`~medm2g_cli.api.model_cache.ModelCache`) reuses a model loaded by an earlier
+    call with the same weights folder and settings (``dicom-node``); without one the model is loaded here.
     """
     from ..inference import applicability as guard
     from ..inference.modality_check import check_modality
@@ -89,7 +96,7 @@ def translate_path(
         raise ConfigError(f"--samples {samples} is not positive", "use 1 or more")
     if axis not in AXES:
         raise ConfigError(f"unknown axis '{axis}'", f"use one of: {', '.join(AXES)}")
-    sess = Session.open(settings, [src, tgt], log)
+    sess = Session.open(settings, [src, tgt], log, cache=cache)
     cases = list_cases(inp)
     batch = cases is not None
     if batch:
