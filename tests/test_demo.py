@@ -48,6 +48,7 @@ def test_demo_runs_end_to_end_and_exits_nonzero_when_a_check_fails(tmp_path, cap
         assert t["subjects"][0]["truth_through_plane_dz"] > 0 and np.isfinite(t["subjects"][0]["through_plane_dz"])
         assert t["through_plane_ratio"] == pytest.approx(t["subjects"][0]["through_plane_ratio"])
         assert isinstance(t["through_plane_within_target"], bool)
+        assert 0 < t["subjects"][0]["sharpness_ratio"] < 5 and 0 < t["autoencoder_sharpness_ratio"] < 5
     assert "through_plane" not in json.dumps(m["checks"])  # information, not a check
     assert set(m["stage_seconds"]) >= {"phantoms_s", "translate_s", "synthesize_s", "generate_s", "report_s", "eval_s"}
     html = (out / "index.html").read_text()

@@ -94,6 +94,7 @@ def _targets(m: dict[str, Any]) -> Any:
     for name, x in (("MRI->CT", mc), ("T1+T2->PD", sy)):
         t.add_row(f"{name} through-plane |dz| / truth", f"{x['through_plane_ratio']:.2f}", "<= 1.30",
                   _yes(x["through_plane_within_target"]))
+        t.add_row(f"  {name} in-plane sharpness / truth", f"{x['sharpness_ratio']:.2f}", "(1 = truth; < 1 blurred)", "")
     j = g["judge"]
     t.add_row("text->X-ray, independent judge", f"{j['accuracy']:.3f}", f">= {2 * j['chance']:.3f} (2 x chance)",
               _yes(j["within_target"]))

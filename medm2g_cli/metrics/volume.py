@@ -2,7 +2,9 @@
 
 * :func:`mae_hu` — MAE in HU inside a mask (MRI -> CT);
 * :func:`psnr_volume` — the default protocol's PSNR over chosen axial slices (contrast synthesis);
-* :func:`through_plane_delta` / :func:`through_plane_ratio` — slice-to-slice consistency (mean |dz|).
+* :func:`through_plane_delta` / :func:`through_plane_ratio` — slice-to-slice consistency (mean |dz|);
+* :func:`in_plane_gradient` / :func:`sharpness_ratio` — in-plane detail (mean |dx|, |dy|): a blurred
+  output scores below the truth, which neither PSNR nor the through-plane ratio penalises.
 """
 
 from __future__ import annotations
@@ -56,4 +58,28 @@ def through_plane_ratio(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, 
         pred = normalise_default(np.asarray(pred, np.float64), "mri", CT_HU_RANGE)
         ref = normalise_default(np.asarray(ref, np.float64), "mri", CT_HU_RANGE)
     out, truth = through_plane_delta(pred, mask), through_plane_delta(ref, mask)
+    return {"output": out, "truth": truth, "ratio": out / truth if truth > 0 else float("nan")}
+
+
+def in_plane_gradient(vol: np.ndarray, mask: np.ndarray) -> float:
+    """Mean |difference| between in-plane neighbours (both axes of every axial slice), at voxel pairs
+    inside ``mask`` in both. NaN when no pair lies inside the mask."""
+    v = np.asarray(vol, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if v.shape != m.shape or v.ndim != 3:
+        raise ValueError(f"expected a 3-D volume and a mask of its shape, got {v.shape} and {m.shape}")
+    diffs = [np.abs(np.diff(v, axis=a))[m.take(range(1, v.shape[a]), axis=a) & m.take(range(v.shape[a] - 1), axis=a)]
+             for a in (0, 1)]
+    n = sum(d.size for d in diffs)
+    return float(sum(d.sum() for d in diffs) / n) if n else float("nan")
+
+
+def sharpness_ratio(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray, *, per_max: bool = False) -> dict[str, float]:
+    """{output, truth, ratio}: :func:`in_plane_gradient` of ``pred`` and of ``ref`` and their ratio
+    (1 = as much in-plane detail as the truth; below 1 blurred, above 1 noisier or over-sharpened).
+    Intensity scales as for :func:`through_plane_ratio` (``per_max`` for MRI)."""
+    if per_max:
+        pred = normalise_default(np.asarray(pred, np.float64), "mri", CT_HU_RANGE)
+        ref = normalise_default(np.asarray(ref, np.float64), "mri", CT_HU_RANGE)
+    out, truth = in_plane_gradient(pred, mask), in_plane_gradient(ref, mask)
     return {"output": out, "truth": truth, "ratio": out / truth if truth > 0 else float("nan")}

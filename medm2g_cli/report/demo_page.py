@@ -101,14 +101,19 @@ def demo_html(m: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-_DZ_HEAD = ["through-plane |dz| output / truth", "autoencoder alone / truth"]
+_DZ_HEAD = ["through-plane |dz| output / truth", "autoencoder alone / truth", "in-plane sharpness output / truth",
+            "autoencoder alone / truth"]
 
 
 def _dz(row: dict[str, Any]) -> list[float]:
-    return [row["through_plane_ratio"], row["autoencoder_through_plane_ratio"]]
+    return [row["through_plane_ratio"], row["autoencoder_through_plane_ratio"], row["sharpness_ratio"],
+            row["autoencoder_sharpness_ratio"]]
 
 
 def _through_plane_note(t: dict[str, Any]) -> str:
     ok = "<span class='ok'>within</span>" if t["through_plane_within_target"] else "<span class='bad'>outside</span>"
     return (f"<p>Through-plane consistency ({html.escape(t['through_plane'])}): {t['through_plane_ratio']:.3f}, "
-            f"{ok} issue 18's target ({html.escape(t['through_plane_target'])}); information, not one of the checks.</p>")
+            f"{ok} issue 18's target ({html.escape(t['through_plane_target'])}); information, not one of the checks. "
+            f"In-plane sharpness ({html.escape(t['sharpness'])}): {t['sharpness_ratio']:.3f} (the autoencoder alone "
+            f"{t['autoencoder_sharpness_ratio']:.3f}): a blurred output stays within the through-plane target, "
+            "this number shows it.</p>")
