@@ -113,11 +113,17 @@ def translate_path(
         if not out.parent.exists():
             raise OutputError(f"output folder '{out.parent}' does not exist", "create it first")
         if strict:  # refuse every out-of-domain case before any output exists or any sampling
+            from ..inference.latent_check import screen_latents
+
             for c in todo:
                 v = read_input(c.inp, series=series)
                 check_modality(v, src, label=f"input '{c.inp.name}'")
-                guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=nolog,
-                             image_size=guard.model_image_size(sess.meta))
+                res = guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=nolog,
+                                   image_size=guard.model_image_size(sess.meta))
+                # The latent check needs the model, which the run loads anyway: loaded here, so that a
+                # case refused on its latents stops the batch before the first case is written. Each
+                # case is checked again when it runs (about 0.5 s each), for its run report entry.
+                screen_latents(res, sess.load(), sess.weights, [(src, v)], axis=axis, log=nolog)
         if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
             out.mkdir()
             write_marker(out)

@@ -158,3 +158,29 @@ def test_translate_records_the_check_and_strict_refuses_before_sampling(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "latents:" in err[0], err
     assert not list(tmp_path.glob("c*"))
+
+
+def test_strict_batch_refuses_on_latents_before_writing_any_case(
+        calibrated: Path, prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder of cases with --strict: the second case (a PD where a T1 is expected) passes the input
+    checks and fails only the latent one. Nothing is sampled and nothing is written, not even the
+    first, in-domain case."""
+    raw = prepared.parent / "raw" / "sub-001"
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copyfile(raw / "t1.nii.gz", cases / "a_t1.nii.gz")
+    shutil.copyfile(raw / "pd.nii.gz", cases / "b_pd.nii.gz")
+
+    def no_sampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr("medm2g_cli.engine.generate", no_sampling)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run(["translate", "mri2ct", str(cases), "-o", str(tmp_path / "out"), "--weights", str(calibrated),
+             "--strict", *STEPS])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "b_pd" in err[0] and "latents:" in err[0], err
+    assert not (tmp_path / "out").exists()
