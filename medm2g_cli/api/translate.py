@@ -115,14 +115,19 @@ def translate_path(
         if strict:  # refuse every out-of-domain case before any output exists or any sampling
             from ..inference.latent_check import screen_latents
 
-            for c in todo:
+            def screened(c: _Case) -> tuple[Volume, Any]:
                 v = read_input(c.inp, series=series)
                 check_modality(v, src, label=f"input '{c.inp.name}'")
-                res = guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=nolog,
-                                   image_size=guard.model_image_size(sess.meta))
-                # The latent check needs the model, which the run loads anyway: loaded here, so that a
-                # case refused on its latents stops the batch before the first case is written. Each
-                # case is checked again when it runs (about 0.5 s each), for its run report entry.
+                return v, guard.screen([(src, v)], f"input '{c.inp.name}'", axis=axis, strict=True, log=nolog,
+                                       image_size=guard.model_image_size(sess.meta))
+
+            for c in todo:  # the input checks of every case first: no model work for a refused input
+                screened(c)
+            # Then the latent check, which needs the model (the run loads it anyway): a case refused on
+            # its latents stops the batch before the first case is written. Each case is checked again
+            # when it runs (about 0.5 s each), for its run report entry.
+            for c in todo:
+                v, res = screened(c)
                 screen_latents(res, sess.load(), sess.weights, [(src, v)], axis=axis, log=nolog)
         if not out.exists():  # a folder we create is ours; never mark an existing one (its other files are the user's)
             out.mkdir()
