@@ -145,6 +145,14 @@ def test_translate_records_the_check_and_strict_refuses_before_sampling(
     # a PD given where a T1 is expected passes every input check (it is not T2-like) but not the latent
     # one: --strict refuses it once the model is loaded, before any sampling or output
     odd = prepared.parent / "raw" / "sub-001" / "pd.nii.gz"
+    err = _strict_refusal(odd, tmp_path / "c.nii.gz", calibrated, monkeypatch, capsys)
+    assert "latents:" in err
+    assert not list(tmp_path.glob("c*"))
+
+
+def _strict_refusal(inp: Path, out: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+                    capsys: pytest.CaptureFixture[str]) -> str:
+    """``translate mri2ct INP -o OUT --strict`` with sampling forbidden: its exit code 2 and one error line."""
 
     def no_sampling(*args: object, **kwargs: object) -> None:
         raise AssertionError("sampling started")
@@ -152,12 +160,11 @@ def test_translate_records_the_check_and_strict_refuses_before_sampling(
     monkeypatch.setattr("medm2g_cli.engine.generate", no_sampling)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        run(["translate", "mri2ct", str(odd), "-o", str(tmp_path / "c.nii.gz"), "--weights", str(calibrated),
-             "--strict", *STEPS])
+        run(["translate", "mri2ct", str(inp), "-o", str(out), "--weights", str(weights), "--strict", *STEPS])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "latents:" in err[0], err
-    assert not list(tmp_path.glob("c*"))
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
 
 
 def test_strict_batch_refuses_on_latents_before_writing_any_case(
@@ -171,16 +178,6 @@ def test_strict_batch_refuses_on_latents_before_writing_any_case(
     cases.mkdir()
     shutil.copyfile(raw / "t1.nii.gz", cases / "a_t1.nii.gz")
     shutil.copyfile(raw / "pd.nii.gz", cases / "b_pd.nii.gz")
-
-    def no_sampling(*args: object, **kwargs: object) -> None:
-        raise AssertionError("sampling started")
-
-    monkeypatch.setattr("medm2g_cli.engine.generate", no_sampling)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        run(["translate", "mri2ct", str(cases), "-o", str(tmp_path / "out"), "--weights", str(calibrated),
-             "--strict", *STEPS])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "b_pd" in err[0] and "latents:" in err[0], err
+    err = _strict_refusal(cases, tmp_path / "out", calibrated, monkeypatch, capsys)
+    assert "b_pd" in err and "latents:" in err
     assert not (tmp_path / "out").exists()
